@@ -1,0 +1,60 @@
+"""The plan: which firmware files and links one request needs.
+
+The resolver turns queries into a :class:`Plan`; the fetcher downloads the plan's files
+(never its links, which exist only in WHENCE); the stager and the config writer turn
+the fetched files and the links into LinuxKit ``files:`` entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class FirmwareFile:
+    """A regular file of linux-firmware (a WHENCE ``File:`` or ``RawFile:``)."""
+
+    path: str
+    """Path below the firmware root, e.g. ``brcm/brcmfmac43602-pcie.bin``."""
+    drivers: tuple[str, ...] = ()
+    """The WHENCE drivers whose section declares the file."""
+    licence: str | None = None
+    """The licence file that WHENCE names for it, e.g. ``LICENCE.broadcom_bcm43xx``."""
+    raw: bool = False
+    """True for ``RawFile:`` entries, which must never be compressed."""
+    size: int | None = None
+    """Size in bytes, when the catalog knows it."""
+    git_id: str | None = None
+    """The git blob id (sha1 of ``blob <size>\\0<data>``), when the catalog knows it."""
+
+
+@dataclass(frozen=True)
+class FirmwareLink:
+    """A WHENCE ``Link:``: a symlink that exists only in the index, not in git."""
+
+    path: str
+    """The link's own path below the firmware root, e.g. ``brcm/brcmfmac43455-sdio.bin``."""
+    target: str
+    """The target as WHENCE writes it, relative to the link's directory."""
+    resolved: str
+    """The final path the link points to below the root (a file, or a directory)."""
+    is_dir: bool = False
+    """True when the link points at a directory (``nvidia/ad103 -> ad102``)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one request needs, at one linux-firmware ref."""
+
+    ref: str
+    files: tuple[FirmwareFile, ...] = ()
+    links: tuple[FirmwareLink, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+    """Human-readable remarks, e.g. that a chip needs a board file and none was chosen."""
+
+    def file(self, path: str) -> FirmwareFile | None:
+        """The planned regular file at ``path``, or None."""
+        for item in self.files:
+            if item.path == path:
+                return item
+        return None
