@@ -15,13 +15,15 @@ import os
 import posixpath
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lkfirmware.errors import UsageError
-from lkfirmware.plan import FirmwareFile, FirmwareLink
-from lkfirmware.whence import Licence, Whence, link_destination, parse_whence, resolve_links
+from lkfirmware.links import link_destination, resolve_links
+from lkfirmware.plan import FirmwareFile, FirmwareLink, Licence
+
+if TYPE_CHECKING:
+    from lkfirmware.whence import Whence
 
 MAP_FORMAT = 1
 GLOB_CHARS = frozenset("*?[")
@@ -148,6 +150,8 @@ class Catalog:
         ``tree`` maps paths to (size, git blob id), e.g. from ``git ls-tree -r -l``.
         """
         if isinstance(whence, str):
+            from lkfirmware.whence import parse_whence
+
             whence = parse_whence(whence)
         tree = tree or {}
         licences: dict[str, Licence] = {}
@@ -167,7 +171,9 @@ class Catalog:
                 git_id=git_id,
             )
         links = {name: link.target for name, link in whence.links.items()}
-        link_drivers = {name: whence.drivers_of(link.section) for name, link in whence.links.items()}
+        link_drivers = {
+            name: whence.drivers_of(link.section) for name, link in whence.links.items()
+        }
         entries_by_driver: dict[str, list[str]] = {}
         descriptions: dict[str, str] = {}
         for index, section in enumerate(whence.sections):
@@ -320,10 +326,11 @@ def default_map_path() -> Path:
     override = os.environ.get("LKFIRMWARE_DRIVER_MAP")
     if override:
         return Path(override)
-    packaged = resources.files("lkfirmware").joinpath("data", "driver_map.json")
+    here = Path(__file__).resolve().parent
+    packaged = here / "data" / "driver_map.json"  # where the wheel puts it
     if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parent.parent / "data" / "driver_map.json"
+        return packaged
+    return here.parent / "data" / "driver_map.json"  # a source checkout
 
 
 _loaded: dict[Path, Catalog] = {}
@@ -367,9 +374,7 @@ def modules_needing_firmware(modules: Mapping[str, ModuleRequests]) -> dict[str,
         module = modules.get(name)
         if module is None or name in seen:
             return False
-        result = bool(module.firmware) or any(
-            visit(dep, seen | {name}) for dep in module.depends
-        )
+        result = bool(module.firmware) or any(visit(dep, seen | {name}) for dep in module.depends)
         needs[name] = result
         return result
 

@@ -11,6 +11,20 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Licence:
+    """One WHENCE ``Licence:`` line: its text, the licence files it names, its SPDX id."""
+
+    text: str
+    files: tuple[str, ...] = ()
+    spdx: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A short, stable name: the first licence file it names, else its text."""
+        return self.files[0] if self.files else self.text
+
+
+@dataclass(frozen=True)
 class FirmwareFile:
     """A regular file of linux-firmware (a WHENCE ``File:`` or ``RawFile:``)."""
 
@@ -40,6 +54,8 @@ class FirmwareLink:
     """The final path the link points to below the root (a file, or a directory)."""
     is_dir: bool = False
     """True when the link points at a directory (``nvidia/ad103 -> ad102``)."""
+    drivers: tuple[str, ...] = ()
+    """The WHENCE drivers whose section declares the link."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,33 @@ class Plan:
     links: tuple[FirmwareLink, ...] = ()
     notes: tuple[str, ...] = field(default=())
     """Human-readable remarks, e.g. that a chip needs a board file and none was chosen."""
+
+    def records(self) -> list[dict[str, object]]:
+        """One JSON-ready record per file and link, sorted by path (``--json`` output)."""
+        records: list[dict[str, object]] = []
+        for item in self.files:
+            records.append(
+                {
+                    "path": item.path,
+                    "kind": "rawfile" if item.raw else "file",
+                    "drivers": list(item.drivers),
+                    "licence": item.licence,
+                    "size": item.size,
+                    "git_id": item.git_id,
+                }
+            )
+        for link in self.links:
+            records.append(
+                {
+                    "path": link.path,
+                    "kind": "link",
+                    "target": link.target,
+                    "resolved": link.resolved,
+                    "is_dir": link.is_dir,
+                    "drivers": list(link.drivers),
+                }
+            )
+        return sorted(records, key=lambda record: str(record["path"]))
 
     def file(self, path: str) -> FirmwareFile | None:
         """The planned regular file at ``path``, or None."""

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 
 from lkfirmware.errors import WhenceError
+from lkfirmware.links import leaves_root, link_destination, resolve_links
+from lkfirmware.plan import Licence
 
 _SECTION_RULE = re.compile(r"^-{20,}\s*$")
 _DIRECTIVE = re.compile(
@@ -31,21 +33,6 @@ _DIRECTIVE = re.compile(
     r"[ \t]*(.*?)\s*$"
 )
 _LICENCE_FILE = re.compile(r"\b((?:LICEN[CS]E|NOTICE)[\w.+-]*\w|GPL-[0-9][\w.]*\w|GPL-[0-9])")
-_MAX_LINK_DEPTH = 40
-
-
-@dataclass(frozen=True)
-class Licence:
-    """One ``Licence:`` line: its text, the licence files it names, its SPDX id."""
-
-    text: str
-    files: tuple[str, ...] = ()
-    spdx: str | None = None
-
-    @property
-    def key(self) -> str:
-        """A short, stable name: the first licence file it names, else its text."""
-        return self.files[0] if self.files else self.text
 
 
 @dataclass
@@ -110,34 +97,6 @@ def _is_directory(path: str, files: dict[str, WhenceFile] | set[str]) -> bool:
     return any(name.startswith(prefix) for name in files)
 
 
-def link_destination(link: str, target: str) -> str:
-    """Where ``target``, relative to the directory of ``link``, points below the root."""
-    return posixpath.normpath(posixpath.join(posixpath.dirname(link), target))
-
-
-def resolve_links(path: str, links: dict[str, str]) -> str:
-    """Follow links (name -> target as written) in every component of ``path``.
-
-    Raises ``ValueError`` on a cycle, a chain that is too long, or a path that leaves
-    the root.
-    """
-    for _ in range(_MAX_LINK_DEPTH):
-        parts = path.split("/")
-        for end in range(len(parts), 0, -1):
-            prefix = "/".join(parts[:end])
-            if prefix in links:
-                rest = parts[end:]
-                path = link_destination(prefix, links[prefix])
-                if rest:
-                    path = posixpath.join(path, *rest)
-                if path == ".." or path.startswith("../"):
-                    raise ValueError(f"{prefix} leads outside the firmware root")
-                break
-        else:
-            return path
-    raise ValueError(f"{path}: too many levels of links (a cycle?)")
-
-
 def _unquote_name(text: str) -> str:
     """A File:/RawFile: name: strip one pair of double quotes."""
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
@@ -165,7 +124,7 @@ def _path_problem(path: str) -> str | None:
     if path.startswith("/"):
         return f"absolute path {path!r} (names are relative to the firmware root)"
     normal = posixpath.normpath(path)
-    if normal == ".." or normal.startswith("../"):
+    if leaves_root(normal):
         return f"{path!r} leads outside the firmware root"
     if normal != path or path.endswith("/"):
         return f"{path!r} is not a normal path (expected {normal!r})"
@@ -240,7 +199,9 @@ class _Parser:
             self.error(number, problem)
             return False
         if path in self.declared_at:
-            self.error(number, f"{path!r} is declared twice (first at line {self.declared_at[path]})")
+            self.error(
+                number, f"{path!r} is declared twice (first at line {self.declared_at[path]})"
+            )
             return False
         self.declared_at[path] = number
         return True
@@ -269,7 +230,7 @@ class _Parser:
         if not self.declare(number, name):
             return
         destination = link_destination(name, target)
-        if destination == ".." or destination.startswith("../"):
+        if leaves_root(destination):
             self.error(number, f"link {name!r} -> {target!r} leads outside the firmware root")
             return
         entry = WhenceLink(name, target, number, len(self.sections) - 1)

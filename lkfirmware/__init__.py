@@ -1,0 +1,62 @@
+"""lkfirmware: exactly the right Linux firmware for LinuxKit images.
+
+The data flow, one module per step::
+
+    query -> catalog -> plan -> fetch (cache) -> stage -> config
+    resolve.py  catalog.py  plan.py  fetch.py/cache.py  stage.py  config.py
+
+The public API is re-exported here and imported lazily, so ``import lkfirmware`` and
+the command line stay fast.
+
+>>> import lkfirmware
+>>> [f.path for f in lkfirmware.resolve("brcmfmac43602").files]
+['brcm/brcmfmac43602-pcie.bin']
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "resolve": "lkfirmware.resolve",
+    "load_catalog": "lkfirmware.catalog",
+    "Catalog": "lkfirmware.catalog",
+    "Plan": "lkfirmware.plan",
+    "FirmwareFile": "lkfirmware.plan",
+    "FirmwareLink": "lkfirmware.plan",
+    "fetch": "lkfirmware.api",
+    "add_to_config": "lkfirmware.api",
+    "FetchResult": "lkfirmware.fetch",
+    "CachedBlob": "lkfirmware.fetch",
+    "FilesEntry": "lkfirmware.config",
+    "scan_modules": "lkfirmware.modules",
+    "LkFirmwareError": "lkfirmware.errors",
+    "QueryError": "lkfirmware.errors",
+    "FetchError": "lkfirmware.errors",
+    "ConfigError": "lkfirmware.errors",
+    "IntegrityError": "lkfirmware.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from lkfirmware.catalog import Catalog, load_catalog
+    from lkfirmware.errors import (
+        ConfigError,
+        FetchError,
+        IntegrityError,
+        LkFirmwareError,
+        QueryError,
+    )
+    from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
+    from lkfirmware.resolve import resolve
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lkfirmware' has no attribute {name!r}")
+    return getattr(import_module(module), name)

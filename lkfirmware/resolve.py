@@ -1,0 +1,281 @@
+"""Turn queries into a plan: which files and links a driver, chip, board or path needs.
+
+A query is one of (tried in this order):
+
+* a glob over firmware paths: ``rtl_nic/rtl8168*``;
+* an exact firmware path or link name: ``brcm/brcmfmac43602-pcie.bin``;
+* a kernel module or WHENCE driver name: ``brcmfmac``, ``iwlwifi``, ``r8169`` -- every file
+  of that driver (its WHENCE sections, plus what the module and its dependencies request);
+* a chip or firmware stem: ``brcmfmac43602``, ``rtl8168h`` -- exactly the names the kernel
+  requests for that chip (``MODULE_FIRMWARE``), with board-specific files chosen by
+  ``board``.
+
+Board-specific files are those the kernel finds through a board glob such as
+``brcm/brcmfmac*-sdio.*.txt``: ``brcm/<base>.<board>.<ext>``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lkfirmware.catalog import GLOB_CHARS, Catalog, ModuleRequests, load_catalog, normalise_module
+from lkfirmware.errors import QueryError
+from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
+
+_BOARD_GLOB = re.compile(r"^[^*]*\*[^*]*\.\*\.[^*.]+$")
+_STEM_SEPARATORS = "-._"
+
+
+@dataclass
+class _Requests:
+    """Every name the catalog's modules request, split by kind."""
+
+    exact: set[str] = field(default_factory=set)
+    globs: list[str] = field(default_factory=list)
+    board_globs: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, modules: Iterable[ModuleRequests]) -> _Requests:
+        requests = cls()
+        for module in modules:
+            for name in module.firmware:
+                if GLOB_CHARS.isdisjoint(name):
+                    requests.exact.add(name)
+                elif _BOARD_GLOB.match(posixpath.basename(name)):
+                    requests.board_globs.append(name)
+                else:
+                    requests.globs.append(name)
+        return requests
+
+    def requested(self, name: str) -> bool:
+        return name in self.exact or any(fnmatch.fnmatchcase(name, g) for g in self.globs)
+
+    def board_of(self, name: str) -> tuple[str, str] | None:
+        """(base, board) when ``name`` is a board-specific file, else None."""
+        if not any(fnmatch.fnmatchcase(name, g) for g in self.board_globs):
+            return None
+        directory, basename = posixpath.split(name)
+        first, last = basename.find("."), basename.rfind(".")
+        if first < 0 or last <= first:
+            return None
+        return posixpath.join(directory, basename[:first]), basename[first + 1 : last]
+
+
+class _Resolver:
+    def __init__(self, catalog: Catalog, board: str | None, all_boards: bool) -> None:
+        self.catalog = catalog
+        self.board = board
+        self.all_boards = all_boards
+        self.requests = _Requests.of(catalog.modules.values())
+        self.names: dict[str, None] = {}
+        self.notes: list[str] = []
+
+    def add(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.names.setdefault(name, None)
+
+    def query(self, text: str) -> None:
+        query = text.strip().lstrip("/")
+        if query.startswith("lib/firmware/"):
+            query = query[len("lib/firmware/") :]
+        if not query:
+            raise QueryError("an empty query names no firmware")
+        if not GLOB_CHARS.isdisjoint(query):
+            matches = self.catalog.expand(query)
+            if not matches:
+                raise QueryError(f"no firmware path matches the glob {text!r}")
+            self.add(self.keep_board(matches))
+        elif "/" in query or self.catalog.final_path(query) is not None:
+            if self.catalog.final_path(query) is None:
+                raise QueryError(self.unknown(query, "no firmware file or link is named"))
+            self.add([query])
+        elif self.catalog.driver(query) is not None or self.catalog.module(query) is not None:
+            self.add(self.keep_board(self.driver_names(query)))
+        else:
+            self.add(self.chip_names(query))
+
+    # -- drivers and modules -------------------------------------------------------------
+
+    def driver_names(self, name: str) -> list[str]:
+        names: list[str] = []
+        driver = self.catalog.driver(name)
+        if driver is not None:
+            names.extend(driver.entries)
+        for module in self.module_closure(name):
+            for request in module.firmware:
+                names.extend(self.catalog.expand(request))
+        return names
+
+    def module_closure(self, name: str) -> list[ModuleRequests]:
+        """The module and, transitively, the modules it depends on."""
+        found: dict[str, ModuleRequests] = {}
+        pending = [normalise_module(name)]
+        while pending:
+            current = pending.pop()
+            module = self.catalog.modules.get(current)
+            if module is None or current in found:
+                continue
+            found[current] = module
+            pending.extend(module.depends)
+        return list(found.values())
+
+    def keep_board(self, names: Iterable[str]) -> list[str]:
+        """Drop other boards' files when a board was chosen."""
+        if self.board is None or self.all_boards:
+            return list(names)
+        kept = []
+        for name in names:
+            board = self.requests.board_of(name)
+            if board is None or board[1] == self.board:
+                kept.append(name)
+        return kept
+
+    # -- chips ---------------------------------------------------------------------------
+
+    def chip_candidates(self, stem: str) -> list[str]:
+        candidates = []
+        for name in self.catalog.names():
+            basename = posixpath.basename(name)
+            if basename.startswith(stem) and (
+                len(basename) == len(stem) or basename[len(stem)] in _STEM_SEPARATORS
+            ):
+                candidates.append(name)
+        return candidates
+
+    def chip_names(self, stem: str) -> list[str]:
+        candidates = self.chip_candidates(stem)
+        if not candidates:
+            raise QueryError(self.unknown(stem, "no driver, module, chip or firmware is named"))
+        general: list[str] = []
+        boards: dict[str, dict[str, list[str]]] = {}
+        for name in candidates:
+            board = self.requests.board_of(name)
+            if board is None:
+                general.append(name)
+            else:
+                boards.setdefault(board[0], {}).setdefault(board[1], []).append(name)
+        requested = [name for name in general if self.requests.requested(name)]
+        if not requested:
+            requested = general
+            self.notes.append(
+                f"{stem}: no module of kernel {self.catalog.provenance.get('kernel', '?')} "
+                f"requests these files by name; giving every file named {stem}*"
+            )
+        chosen = list(requested)
+        for base, by_board in sorted(boards.items()):
+            chosen.extend(self.board_files(base, by_board, requested))
+        return chosen
+
+    def board_files(
+        self, base: str, by_board: dict[str, list[str]], general: Sequence[str]
+    ) -> list[str]:
+        available = ", ".join(sorted(by_board))
+        if self.all_boards:
+            return [name for names in by_board.values() for name in names]
+        if self.board is not None:
+            if self.board in by_board:
+                return by_board[self.board]
+            if any(name.endswith(".txt") for names in by_board.values() for name in names):
+                raise QueryError(
+                    f"{base} has no file for board {self.board!r}.\n"
+                    f"Boards with files for it: {available}"
+                )
+            return []
+        needs_nvram = any(n.endswith(".txt") for names in by_board.values() for n in names)
+        if needs_nvram and f"{base}.txt" not in general:
+            self.notes.append(
+                f"{base} needs a board-specific NVRAM file ({base}.<board>.txt) and no board "
+                f"was chosen; pass --board BOARD (or --all-boards). Boards: {available}"
+            )
+        return []
+
+    # -- messages ------------------------------------------------------------------------
+
+    def unknown(self, query: str, what: str) -> str:
+        import difflib
+
+        pool = set(self.catalog.drivers) | set(self.catalog.modules)
+        if "/" in query:
+            pool = set(self.catalog.names())
+        else:
+            pool |= {re.split(r"[-.]", posixpath.basename(n))[0] for n in self.catalog.names()}
+        close = difflib.get_close_matches(query, sorted(pool), n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        return (
+            f"{what} {query!r} in linux-firmware {self.catalog.ref[:12] or '(unknown ref)'}."
+            f"{hint} `lkfirmware drivers PATTERN` lists drivers."
+        )
+
+    # -- the plan ------------------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        files: dict[str, FirmwareFile] = {}
+        links: dict[str, FirmwareLink] = {}
+        for name in self.names:
+            for link in self.catalog.links_on_the_way(name):
+                drivers = self.catalog.link_drivers.get(link.path, ())
+                links[link.path] = FirmwareLink(
+                    link.path, link.target, link.resolved, link.is_dir, drivers
+                )
+            final = self.catalog.final_path(name)
+            if final is None:
+                continue
+            targets = [final] if final in self.catalog.files else []
+            if not targets:
+                targets = self.catalog.files_below(final)
+            for path in targets:
+                files[path] = self.catalog.files[path]
+        return Plan(
+            ref=self.catalog.ref,
+            files=tuple(files[p] for p in sorted(files)),
+            links=tuple(links[p] for p in sorted(links)),
+            notes=tuple(self.notes),
+        )
+
+
+def resolve(
+    queries: Sequence[str] | str,
+    *,
+    board: str | None = None,
+    all_boards: bool = False,
+    catalog: Catalog | None = None,
+) -> Plan:
+    """The firmware files and links that ``queries`` need.
+
+    :param queries: module or driver names, chip stems, paths or globs.
+    :param board: the board whose board-specific files to take (a devicetree
+        ``compatible`` with ``/`` as ``-``, e.g. ``raspberrypi,4-model-b``, or a DMI name).
+    :param all_boards: take every board's files.
+    :param catalog: the catalog to use; the shipped driver map by default.
+    :returns: a :class:`~lkfirmware.plan.Plan`; its ``notes`` say what the user may
+        still have to choose.
+    :raises QueryError: for a query that matches nothing (with close names).
+
+    >>> [f.path for f in resolve("brcmfmac43602").files]
+    ['brcm/brcmfmac43602-pcie.bin']
+    """
+    if isinstance(queries, str):
+        queries = [queries]
+    if not queries:
+        raise QueryError("no query given: name a driver, chip, firmware path or glob")
+    resolver = _Resolver(catalog or load_catalog(), board, all_boards)
+    for query in queries:
+        resolver.query(query)
+    return resolver.plan()
+
+
+def requested_names(catalog: Catalog, requests: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Expand ``MODULE_FIRMWARE``-style names against the catalog: (found, missing)."""
+    found: list[str] = []
+    missing: list[str] = []
+    for request in requests:
+        matches = catalog.expand(request)
+        if matches:
+            found.extend(matches)
+        else:
+            missing.append(request)
+    return found, missing
