@@ -148,6 +148,17 @@ def _codec_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _xz_decompress(data: bytes) -> bytes:
+    """``lzma.decompress`` without its final copy when there is one stream (the usual case)."""
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    out = decoder.decompress(data)
+    if not decoder.eof:
+        raise DecompressionError("xz data ends inside a stream (truncated)")
+    if decoder.unused_data.strip(b"\0"):  # more streams (stream padding is NUL bytes)
+        return out + lzma.decompress(decoder.unused_data, format=lzma.FORMAT_XZ)
+    return out
+
+
 def decompress_bytes(data: bytes, suffix: str) -> bytes:
     """Decompress ``data``, compressed with the codec of ``suffix`` (``.xz``/``.zst``/``.gz``).
 
@@ -162,7 +173,7 @@ def decompress_bytes(data: bytes, suffix: str) -> bytes:
         raise DecompressionError(f"empty input is not {suffix} data")
     try:
         if suffix == ".xz":
-            return lzma.decompress(data, format=lzma.FORMAT_XZ)
+            return _xz_decompress(data)
         if suffix == ".gz":
             return gzip.decompress(data)
         return b"".join(_zstd_frames([data]))
