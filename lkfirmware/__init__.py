@@ -16,7 +16,8 @@ the command line stay fast.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 
 __version__ = "0.1.0"
 
@@ -40,7 +41,25 @@ _EXPORTS = {
     "IntegrityError": "lkfirmware.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CachedBlob",
+    "Catalog",
+    "ConfigError",
+    "FetchError",
+    "FetchResult",
+    "FilesEntry",
+    "FirmwareFile",
+    "FirmwareLink",
+    "IntegrityError",
+    "LkFirmwareError",
+    "Plan",
+    "QueryError",
+    "add_to_config",
+    "fetch",
+    "load_catalog",
+    "resolve",
+    "scan_modules",
+]
 
 if TYPE_CHECKING:
     from lkfirmware.catalog import Catalog, load_catalog
@@ -55,7 +74,7 @@ if TYPE_CHECKING:
     from lkfirmware.resolve import resolve
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lkfirmware' has no attribute {name!r}")

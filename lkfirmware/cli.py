@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO
-
 from lkfirmware.errors import LkFirmwareError
 
-Handler = Callable[[argparse.Namespace], int]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TextIO
+
+    Handler = Callable[[argparse.Namespace], int]
 
 
 def _print_json(data: Any, out: TextIO | None = None) -> None:
@@ -78,7 +80,7 @@ def cmd_drivers(args: argparse.Namespace) -> int:
             fnmatch.fnmatch(name.lower(), pattern.lower()) or pattern.lower() in text
         ):
             continue
-        files = sum(1 for entry in driver.entries if entry in catalog.files)
+        files = sum(1 for entry in driver.entries if catalog.has_file(entry))
         links = len(driver.entries) - files
         rows.append((name, files, links, driver.description))
     if args.json:
@@ -130,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lkfirmware import __version__
 
     parser.add_argument("--version", action="version", version=f"lkfirmware {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # An explicit prog keeps argparse from building a help formatter (and importing
+    # shutil) on every start.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog="lkfirmware")
     commands.required = True
 
     resolve = commands.add_parser(
@@ -151,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []  # filled below
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,8 @@
 """The plan: which firmware files and links one request needs.
 
+Records are named tuples: immutable, typed, and cheap to import (the CLI's start-up
+path avoids :mod:`dataclasses`, which pulls in :mod:`inspect`).
+
 The resolver turns queries into a :class:`Plan`; the fetcher downloads the plan's files
 (never its links, which exist only in WHENCE); the stager and the config writer turn
 the fetched files and the links into LinuxKit ``files:`` entries.
@@ -7,11 +10,10 @@ the fetched files and the links into LinuxKit ``files:`` entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Licence:
+class Licence(NamedTuple):
     """One WHENCE ``Licence:`` line: its text, the licence files it names, its SPDX id."""
 
     text: str
@@ -24,8 +26,7 @@ class Licence:
         return self.files[0] if self.files else self.text
 
 
-@dataclass(frozen=True)
-class FirmwareFile:
+class FirmwareFile(NamedTuple):
     """A regular file of linux-firmware (a WHENCE ``File:`` or ``RawFile:``)."""
 
     path: str
@@ -42,8 +43,7 @@ class FirmwareFile:
     """The git blob id (sha1 of ``blob <size>\\0<data>``), when the catalog knows it."""
 
 
-@dataclass(frozen=True)
-class FirmwareLink:
+class FirmwareLink(NamedTuple):
     """A WHENCE ``Link:``: a symlink that exists only in the index, not in git."""
 
     path: str
@@ -58,14 +58,13 @@ class FirmwareLink:
     """The WHENCE drivers whose section declares the link."""
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """Everything one request needs, at one linux-firmware ref."""
 
     ref: str
     files: tuple[FirmwareFile, ...] = ()
     links: tuple[FirmwareLink, ...] = ()
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
     """Human-readable remarks, e.g. that a chip needs a board file and none was chosen."""
 
     def records(self) -> list[dict[str, object]]:

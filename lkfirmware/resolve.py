@@ -20,7 +20,6 @@ import fnmatch
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from lkfirmware.catalog import GLOB_CHARS, Catalog, ModuleRequests, load_catalog, normalise_module
 from lkfirmware.errors import QueryError
@@ -30,13 +29,30 @@ _BOARD_GLOB = re.compile(r"^[^*]*\*[^*]*\.\*\.[^*.]+$")
 _STEM_SEPARATORS = "-._"
 
 
-@dataclass
+class _Glob:
+    """A glob with its literal head and tail, checked before the (compiled) pattern."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        wild = [i for i, char in enumerate(pattern) if char in GLOB_CHARS]
+        self.head = pattern[: wild[0]]
+        self.tail = pattern[wild[-1] + 1 :] if pattern[wild[-1]] != "[" else ""
+
+    def matches(self, name: str) -> bool:
+        return (
+            name.startswith(self.head)
+            and name.endswith(self.tail)
+            and fnmatch.fnmatchcase(name, self.pattern)
+        )
+
+
 class _Requests:
     """Every name the catalog's modules request, split by kind."""
 
-    exact: set[str] = field(default_factory=set)
-    globs: list[str] = field(default_factory=list)
-    board_globs: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.exact: set[str] = set()
+        self.globs: list[_Glob] = []
+        self.board_globs: list[_Glob] = []
 
     @classmethod
     def of(cls, modules: Iterable[ModuleRequests]) -> _Requests:
@@ -46,17 +62,17 @@ class _Requests:
                 if GLOB_CHARS.isdisjoint(name):
                     requests.exact.add(name)
                 elif _BOARD_GLOB.match(posixpath.basename(name)):
-                    requests.board_globs.append(name)
+                    requests.board_globs.append(_Glob(name))
                 else:
-                    requests.globs.append(name)
+                    requests.globs.append(_Glob(name))
         return requests
 
     def requested(self, name: str) -> bool:
-        return name in self.exact or any(fnmatch.fnmatchcase(name, g) for g in self.globs)
+        return name in self.exact or any(glob.matches(name) for glob in self.globs)
 
     def board_of(self, name: str) -> tuple[str, str] | None:
         """(base, board) when ``name`` is a board-specific file, else None."""
-        if not any(fnmatch.fnmatchcase(name, g) for g in self.board_globs):
+        if not any(glob.matches(name) for glob in self.board_globs):
             return None
         directory, basename = posixpath.split(name)
         first, last = basename.find("."), basename.rfind(".")
@@ -139,7 +155,9 @@ class _Resolver:
     def chip_candidates(self, stem: str) -> list[str]:
         candidates = []
         for name in self.catalog.names():
-            basename = posixpath.basename(name)
+            if stem not in name:
+                continue
+            basename = name.rpartition("/")[2]
             if basename.startswith(stem) and (
                 len(basename) == len(stem) or basename[len(stem)] in _STEM_SEPARATORS
             ):
@@ -217,18 +235,15 @@ class _Resolver:
         links: dict[str, FirmwareLink] = {}
         for name in self.names:
             for link in self.catalog.links_on_the_way(name):
-                drivers = self.catalog.link_drivers.get(link.path, ())
-                links[link.path] = FirmwareLink(
-                    link.path, link.target, link.resolved, link.is_dir, drivers
-                )
+                links[link.path] = link
             final = self.catalog.final_path(name)
             if final is None:
                 continue
-            targets = [final] if final in self.catalog.files else []
-            if not targets:
-                targets = self.catalog.files_below(final)
-            for path in targets:
-                files[path] = self.catalog.files[path]
+            targets = [final] if self.catalog.has_file(final) else []
+            for path in targets or self.catalog.files_below(final):
+                item = self.catalog.file(path)
+                if item is not None:
+                    files[path] = item
         return Plan(
             ref=self.catalog.ref,
             files=tuple(files[p] for p in sorted(files)),

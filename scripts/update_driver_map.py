@@ -19,6 +19,7 @@ The committed map is made with:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,7 +36,6 @@ from lkfirmware.catalog import (  # noqa: E402
     modules_from_modinfo,
     modules_needing_firmware,
     normalise_module,
-    sha256_text,
 )
 from lkfirmware.errors import LkFirmwareError  # noqa: E402
 
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         provenance["linux_firmware_commit"] = commit
     if len(args.ref) == 40 and "linux_firmware_commit" not in provenance:
         provenance["linux_firmware_commit"] = args.ref
-    provenance["whence_sha256"] = sha256_text(text.encode("utf-8"))
+    provenance["whence_sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     modules: dict[str, ModuleRequests] = {}
     if args.modinfo:
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     temporary.write_text(output, encoding="utf-8")
     os.replace(temporary, args.output)
     print(
-        f"{args.output}: {len(catalog.files)} files, {len(catalog.links)} links, "
+        f"{args.output}: {sum(1 for _ in catalog.file_paths())} files, {len(catalog.links)} links, "
         f"{len(catalog.drivers)} drivers, {len(catalog.modules)} modules"
     )
     return 0
