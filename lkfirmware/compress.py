@@ -19,8 +19,6 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -206,6 +204,8 @@ def _decompressed_chunks(src: Path) -> Iterator[bytes]:
 @contextmanager
 def _atomic_writer(dst: Path) -> Iterator[IO[bytes]]:
     """Write ``dst`` through a temporary file in its directory, renamed into place on success."""
+    import tempfile
+
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     tmp = Path(tmp_name)
@@ -262,6 +262,8 @@ def compress_file(
     dst = Path(dst)
     suffix_for(method)  # validates the method
     if method == "xz":
+        import shutil
+
         preset = XZ_PRESET if level is None else level
         with (
             open(src, "rb") as raw,

@@ -17,20 +17,24 @@ A file that cannot be read (damaged, truncated, not ELF, no ``.modinfo``) become
 
 from __future__ import annotations
 
-import difflib
 import os
 import struct
-import tarfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from lkfirmware.compress import compressed_suffix, decompress_bytes
 from lkfirmware.errors import UsageError
+
+if TYPE_CHECKING:
+    import tarfile
+    from concurrent.futures import Executor, Future
+
+# tarfile, concurrent.futures and difflib are imported where they are used: importing this
+# module (for the CLI) stays cheap.
 
 __all__ = [
     "MODULE_SUFFIXES",
@@ -309,6 +313,8 @@ def _default_jobs() -> int:
 
 
 def _make_executor(jobs: int, pool: PoolKind) -> Executor:
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
     if pool == "process":
         return ProcessPoolExecutor(max_workers=jobs)
     return ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lkfirmware-scan")
@@ -480,6 +486,8 @@ def _scan_directory(path: Path, jobs: int, pool: PoolKind) -> ModuleScan:
 
 
 def _scan_tar(path: Path, jobs: int, pool: PoolKind) -> ModuleScan:
+    import tarfile
+
     collector = _Collector()
     versions: set[str] = set()
     builtin_raw: dict[str, bytes] = {}
@@ -573,6 +581,8 @@ def scan_modules(path: Path, *, jobs: int | None = None, pool: PoolKind = "threa
         collector = _Collector()
         collector.add(str(path), _scan_file(str(path), str(path)))
         return collector.result(None)
+    import tarfile
+
     try:
         is_tar = tarfile.is_tarfile(path)
     except OSError as exc:
@@ -637,6 +647,8 @@ def firmware_requests(scan: ModuleScan, names: Iterable[str] | None) -> list[tup
 
 
 def _unknown_modules_message(scan: ModuleScan, unknown: list[str]) -> str:
+    import difflib
+
     where = f"kernel {scan.kernel_version}" if scan.kernel_version else "the scanned modules"
     lines = []
     for name in unknown:
