@@ -258,6 +258,7 @@ def resolve(
     board: str | None = None,
     all_boards: bool = False,
     catalog: Catalog | None = None,
+    names: Iterable[str] = (),
 ) -> Plan:
     """The firmware files and links that ``queries`` need.
 
@@ -266,6 +267,8 @@ def resolve(
         ``compatible`` with ``/`` as ``-``, e.g. ``raspberrypi,4-model-b``, or a DMI name).
     :param all_boards: take every board's files.
     :param catalog: the catalog to use; the shipped driver map by default.
+    :param names: catalog names found elsewhere (e.g. what a kernel's modules request);
+        added as they are, but for other boards' files when ``board`` is given.
     :returns: a :class:`~lkfirmware.plan.Plan`; its ``notes`` say what the user may
         still have to choose.
     :raises QueryError: for a query that matches nothing (with close names).
@@ -275,11 +278,13 @@ def resolve(
     """
     if isinstance(queries, str):
         queries = [queries]
-    if not queries:
+    names = list(names)
+    if not queries and not names:
         raise QueryError("no query given: name a driver, chip, firmware path or glob")
     resolver = _Resolver(catalog or load_catalog(), board, all_boards)
     for query in queries:
         resolver.query(query)
+    resolver.add(resolver.keep_board(names))
     return resolver.plan()
 
 

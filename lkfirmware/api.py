@@ -1,0 +1,492 @@
+"""The whole job in a few calls: plan, fetch, stage and write the config.
+
+This is the layer the command line and Python build scripts use::
+
+    import lkfirmware
+    fetched = lkfirmware.fetch(["brcmfmac43602"])
+    lkfirmware.add_to_config("linuxkit.yml", fetched)
+
+Each step is its own module (``resolve``, ``fetch``, ``stage``, ``config``); this one
+only wires them together and chooses defaults a LinuxKit user expects.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+from lkfirmware.errors import FetchError, UsageError
+from lkfirmware.plan import FirmwareFile, Plan
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lkfirmware.cache import Cache
+    from lkfirmware.catalog import Catalog
+    from lkfirmware.config import ConfigChange
+    from lkfirmware.fetch import FetchResult
+    from lkfirmware.modules import ModuleScan
+    from lkfirmware.sources.base import BlobSource
+    from lkfirmware.stage import Compression, StagedFile
+
+SourceKind = Literal["plain", "git", "dir"]
+LOCK_NAME = "lkfirmware.lock"
+DEFAULT_DEST = "firmware"
+
+
+class Fetched(NamedTuple):
+    """A fetch together with the plan it came from (what staging and config need)."""
+
+    plan: Plan
+    result: FetchResult
+    warnings: tuple[str, ...] = ()
+
+
+class ConfigUpdate(NamedTuple):
+    """What :func:`add_to_config` did (or, with ``write=False``, would do)."""
+
+    change: ConfigChange
+    staged: tuple[StagedFile, ...]
+    removed_files: tuple[Path, ...]
+
+    @property
+    def changed(self) -> bool:
+        return (
+            self.change.changed
+            or any(item.changed for item in self.staged)
+            or bool(self.removed_files)
+        )
+
+
+# -- sources and catalogs ----------------------------------------------------------------
+
+
+def open_cache(cache_dir: str | os.PathLike[str] | None = None) -> Cache:
+    from lkfirmware.cache import Cache
+
+    return Cache(Path(cache_dir) if cache_dir is not None else None)
+
+
+def make_sources(
+    source: SourceKind | None,
+    mirrors: Sequence[str] | None,
+    *,
+    git_url: str | None,
+    cache: Cache,
+    offline: bool = False,
+) -> list[BlobSource] | None:
+    """The blob sources for ``--source``; None means plain mirrors (the fetcher's default).
+
+    ``file://`` mirrors and plain folder paths are local trees whatever ``source`` says.
+    """
+    if source == "git":
+        from lkfirmware.sources.git import GitSource, clone_dir_name, default_git_url
+
+        url = git_url or default_git_url()
+        return [GitSource(url, cache.area("git") / clone_dir_name(url), offline=offline)]
+    from lkfirmware.sources.local import LocalTreeSource, local_root_from
+
+    given = list(mirrors or [])
+    roots = [local_root_from(mirror) for mirror in given]
+    if source == "dir":
+        if not given:
+            raise UsageError("--source dir needs --mirror PATH (a linux-firmware tree)")
+        missing = [m for m, root in zip(given, roots) if root is None or not root.is_dir()]
+        if missing:
+            raise UsageError(
+                f"--source dir: not a folder on this machine: {', '.join(missing)}; "
+                "give a linux-firmware checkout or an installed tree such as /lib/firmware"
+            )
+    if given and all(root is not None and root.is_dir() for root in roots):
+        return [LocalTreeSource(root) for root in roots if root is not None]
+    if any(root is not None and root.is_dir() for root in roots):
+        from lkfirmware.fetch import build_sources
+
+        http = [m for m, root in zip(given, roots) if root is None or not root.is_dir()]
+        plain, _session = build_sources(http)
+        sources: list[BlobSource] = []
+        for mirror, root in zip(given, roots):
+            if root is not None and root.is_dir():
+                sources.append(LocalTreeSource(root))
+            else:
+                sources.append(plain.pop(0))
+        return sources
+    return None
+
+
+def catalog_at(
+    ref: str | None = None,
+    *,
+    mirrors: Sequence[str] | None = None,
+    source: SourceKind | None = None,
+    git_url: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    offline: bool = False,
+) -> Catalog:
+    """The catalog at ``ref``: the shipped one for its pinned commit, otherwise built from
+    that ref's WHENCE (fetched from the same sources as blobs, and cached)."""
+    from lkfirmware.catalog import Catalog, load_catalog
+
+    shipped = load_catalog()
+    if ref is None or ref == shipped.ref:
+        return shipped
+    from lkfirmware.fetch import fetch_text
+
+    cache = open_cache(cache_dir)
+    sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
+    text = fetch_text("WHENCE", ref, sources=sources, mirrors=mirrors, cache=cache, offline=offline)
+    tree: dict[str, tuple[int, str]] = {}
+    for item in sources or []:
+        tree.update(item.known_ids(ref) or {})
+    return Catalog.from_whence(
+        text.decode("utf-8", errors="replace"),
+        ref=ref,
+        modules=shipped.modules,
+        tree=tree,
+        provenance={"linux_firmware_ref": ref, "kernel": shipped.provenance.get("kernel", "")},
+    )
+
+
+# -- planning ----------------------------------------------------------------------------
+
+
+def kernel_requests(
+    catalog: Catalog,
+    *,
+    scan: ModuleScan | None,
+    modules: Sequence[str] | None,
+    strict: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Catalog names that modules request, and warnings for names the catalog lacks.
+
+    With ``scan`` (a scanned kernel) the named modules -- or all of them when ``modules``
+    is None -- and their dependencies are read from it; without, from the module data
+    in the catalog (the kernel the driver map was generated from).
+    """
+    from lkfirmware.modules import KernelModule, ModuleScan, firmware_requests
+
+    if scan is None:
+        known = {
+            name: KernelModule(name, "", mod.firmware, mod.depends)
+            for name, mod in catalog.modules.items()
+        }
+        scan = ModuleScan(known, (), catalog.provenance.get("kernel"))
+    pairs = firmware_requests(scan, modules)
+    names: list[str] = []
+    warnings: list[str] = []
+    for module, request in pairs:
+        found = catalog.expand(request)
+        if found:
+            names.extend(found)
+        else:
+            warnings.append(f"missing firmware {request} for module {module}")
+    if warnings and strict:
+        shown = "\n  ".join(warnings)
+        raise FetchError(
+            f"--strict: linux-firmware {catalog.ref[:12]} lacks what modules request:\n  {shown}"
+        )
+    return names, warnings
+
+
+def plan(
+    queries: Sequence[str] | str = (),
+    *,
+    board: str | None = None,
+    all_boards: bool = False,
+    catalog: Catalog | None = None,
+    kernel: str | os.PathLike[str] | ModuleScan | None = None,
+    modules: Sequence[str] | None = None,
+    all_modules: bool = False,
+    strict: bool = False,
+    with_licences: bool = False,
+) -> tuple[Plan, list[str]]:
+    """Resolve queries, and the firmware a kernel's modules request, into one plan.
+
+    :returns: the plan and warnings (firmware that modules request and the catalog lacks).
+    """
+    from lkfirmware.catalog import load_catalog
+    from lkfirmware.resolve import resolve
+
+    catalog = catalog or load_catalog()
+    queries = [queries] if isinstance(queries, str) else list(queries)
+    requested: list[str] = []
+    warnings: list[str] = []
+    if kernel is not None or modules:
+        if kernel is not None and not all_modules and not modules:
+            raise UsageError("--kernel needs --modules a,b or --all-modules")
+        scan = scan_kernel(kernel) if kernel is not None else None
+        requested, warnings = kernel_requests(
+            catalog, scan=scan, modules=None if all_modules else modules, strict=strict
+        )
+    elif all_modules:
+        raise UsageError("--all-modules needs --kernel PATH")
+    if not queries and not requested:
+        if kernel is not None or modules:
+            return Plan(ref=catalog.ref), warnings
+        raise UsageError("nothing to fetch: give a query, or --kernel with --modules")
+    result = resolve(queries, board=board, all_boards=all_boards, catalog=catalog, names=requested)
+    if with_licences:
+        extra = [
+            FirmwareFile(name)
+            for name in catalog.licence_files([item.licence for item in result.files])
+        ]
+        known = {item.path for item in result.files}
+        files = result.files + tuple(item for item in extra if item.path not in known)
+        result = result._replace(files=files)
+    return result, warnings
+
+
+def scan_kernel(kernel: str | os.PathLike[str] | ModuleScan) -> ModuleScan:
+    from lkfirmware.modules import ModuleScan, scan_modules
+
+    if isinstance(kernel, ModuleScan):
+        return kernel
+    path = Path(kernel)
+    if not path.exists():
+        raise UsageError(f"--kernel {path}: no such file or folder")
+    scan = scan_modules(path)
+    for problem in scan.problems:
+        print(f"lkfirmware: warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
+    return scan
+
+
+# -- fetching ----------------------------------------------------------------------------
+
+
+def fetch(
+    queries: Sequence[str] | str = (),
+    *,
+    board: str | None = None,
+    all_boards: bool = False,
+    ref: str | None = None,
+    mirrors: Sequence[str] | None = None,
+    source: SourceKind | None = None,
+    git_url: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    jobs: int = 8,
+    offline: bool = False,
+    lock: str | os.PathLike[str] | None = None,
+    progress: bool | None = None,
+    kernel: str | os.PathLike[str] | ModuleScan | None = None,
+    modules: Sequence[str] | None = None,
+    all_modules: bool = False,
+    strict: bool = False,
+    with_licences: bool = False,
+) -> Fetched:
+    """Resolve queries and download exactly the files they need into the shared cache.
+
+    :param queries: drivers, modules, chips, paths or globs (see :func:`lkfirmware.resolve`).
+    :param ref: linux-firmware tag or commit (default: the shipped catalog's pinned commit).
+    :param mirrors: plain-blob mirror presets (``kernel.org``, ``gitlab``) or URL templates
+        with ``{path}`` and ``{ref}``; ``file://`` URLs and folders are local trees.
+    :param source: ``"plain"`` (default), ``"git"`` (partial clone) or ``"dir"``.
+    :param lock: a lock file to verify against and extend (``lkfirmware.lock``).
+    :param kernel: a modules directory, LinuxKit ``kernel.tar`` or module file whose
+        modules' requests to add (with ``modules`` or ``all_modules``).
+    :returns: a :class:`Fetched`: ``.result.blobs`` lists each file's cached location,
+        size and sha256; ``.result.links`` the links.
+    :raises FetchError: a file no source has (exit 3); ``IntegrityError`` on a lock mismatch.
+
+    Example::
+
+        fetched = lkfirmware.fetch("brcmfmac43455", board="raspberrypi,4-model-b")
+        for blob in fetched.result.blobs:
+            print(blob.path, blob.location)
+    """
+    from lkfirmware.fetch import fetch_plan
+
+    catalog = catalog_at(
+        ref, mirrors=mirrors, source=source, git_url=git_url, cache_dir=cache_dir, offline=offline
+    )
+    the_plan, warnings = plan(
+        queries,
+        board=board,
+        all_boards=all_boards,
+        catalog=catalog,
+        kernel=kernel,
+        modules=modules,
+        all_modules=all_modules,
+        strict=strict,
+        with_licences=with_licences,
+    )
+    cache = open_cache(cache_dir)
+    sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
+    licence_names = set(catalog.licence_files([f.licence for f in the_plan.files]))
+    licences = [f for f in the_plan.files if f.path in licence_names and with_licences]
+    firmware = the_plan._replace(files=tuple(f for f in the_plan.files if f not in licences))
+    result = fetch_plan(
+        firmware,
+        sources=sources,
+        mirrors=mirrors,
+        cache=cache,
+        jobs=jobs,
+        offline=offline,
+        lock=Path(lock) if lock is not None else None,
+        progress=progress,
+    )
+    extra_warnings = list(warnings)
+    for licence in licences:  # licence files are best effort: WHENCE may name a missing one
+        try:
+            one = fetch_plan(
+                Plan(ref=firmware.ref, files=(licence,)),
+                sources=sources,
+                mirrors=mirrors,
+                cache=cache,
+                offline=offline,
+                progress=False,
+            )
+        except FetchError as error:
+            extra_warnings.append(f"licence file {licence.path} not fetched: {error}")
+            continue
+        result = result.__class__(
+            ref=result.ref,
+            blobs=result.blobs + one.blobs,
+            links=result.links,
+            downloaded_bytes=result.downloaded_bytes + one.downloaded_bytes,
+            cached_bytes=result.cached_bytes + one.cached_bytes,
+        )
+    return Fetched(the_plan, result, tuple(extra_warnings))
+
+
+# -- staging and the config --------------------------------------------------------------
+
+
+def _staging(
+    fetched: Fetched,
+    dest: Path,
+    *,
+    compress: Compression | None,
+    write: bool,
+) -> tuple[list[StagedFile], list[tuple[str, str]]]:
+    from lkfirmware.stage import stage_blobs, stage_links
+
+    raw = {item.path for item in fetched.plan.files if item.raw}
+    staged = stage_blobs(fetched.result.blobs, dest, compress=compress, raw=raw, write=write)
+    links = stage_links(fetched.result.links, compress=compress, raw=raw)
+    return staged, [(link.firmware_path, link.target) for link in links]
+
+
+def add_to_config(
+    config: str | os.PathLike[str],
+    fetched: Fetched,
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    absolute_sources: bool = False,
+    prune: bool = False,
+    merge_duplicate_files: bool = False,
+    compress: Compression | None = None,
+    write: bool = True,
+) -> ConfigUpdate:
+    """Stage fetched blobs and write their ``files:`` entries into a LinuxKit config.
+
+    Only firmware entries change; every other byte of the file is kept.  Running it
+    twice changes nothing the second time.
+
+    :param dest: where blobs are staged (default ``firmware/`` beside the config).
+    :param absolute_sources: write absolute ``source:`` paths instead of paths relative to
+        the config's folder (linuxkit reads sources relative to its working directory).
+    :param prune: remove ``/lib/firmware`` entries (and staged files) no longer resolved.
+    :param compress: ``"xz"`` or ``"zstd"`` for kernels with ``CONFIG_FW_LOADER_COMPRESS``.
+    :param write: False for ``--check`` / ``--dry-run``: compute, change nothing.
+    """
+    from lkfirmware.config import update_config
+    from lkfirmware.stage import FIRMWARE_ROOT, StagedLink, files_entries, prune_staged
+
+    config_path = Path(config)
+    if not config_path.is_file():
+        raise UsageError(f"{config_path}: no such config file")
+    folder = config_path.resolve().parent
+    destination = Path(dest) if dest is not None else folder / DEFAULT_DEST
+    staged, links = _staging(fetched, destination, compress=compress, write=write)
+    entries = files_entries(
+        staged,
+        [StagedLink(path, target) for path, target in links],
+        config_dir=folder,
+        absolute_sources=absolute_sources,
+    )
+    change = update_config(
+        config_path,
+        entries,
+        prune_under=FIRMWARE_ROOT if prune else None,
+        merge_duplicate_files=merge_duplicate_files,
+        write=write,
+    )
+    removed: list[Path] = []
+    if prune:
+        removed = prune_staged(destination, [item.staged for item in staged], write=write)
+    return ConfigUpdate(change, tuple(staged), tuple(removed))
+
+
+def write_firmware_yml(
+    output: str | os.PathLike[str],
+    fetched: Fetched,
+    *,
+    dest: str | os.PathLike[str] | None = None,
+    absolute_sources: bool = False,
+    compress: Compression | None = None,
+    write: bool = True,
+) -> ConfigUpdate:
+    """Stage blobs and write a firmware-only yml (just ``files:``) to pass to
+    ``linuxkit build`` beside the hand-written config, which stays untouched."""
+    from lkfirmware.config import write_firmware_yml as write_yml
+    from lkfirmware.stage import StagedLink, files_entries
+
+    output_path = Path(output)
+    folder = output_path.resolve().parent
+    destination = Path(dest) if dest is not None else folder / DEFAULT_DEST
+    staged, links = _staging(fetched, destination, compress=compress, write=write)
+    entries = files_entries(
+        staged,
+        [StagedLink(path, target) for path, target in links],
+        config_dir=folder,
+        absolute_sources=absolute_sources,
+    )
+    change = write_yml(output_path, entries, write=write)
+    return ConfigUpdate(change, tuple(staged), ())
+
+
+def default_lock(config: str | os.PathLike[str] | None) -> Path | None:
+    """``lkfirmware.lock`` beside the config, when there is one."""
+    if config is None:
+        return None
+    return Path(config).resolve().parent / LOCK_NAME
+
+
+def loaded_modules(config: str | os.PathLike[str]) -> list[str]:
+    """The kernel modules a LinuxKit config loads with ``modprobe``."""
+    from lkfirmware.modprobe import modules_loaded_by
+
+    path = Path(config)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{path}: cannot read the config: {error.strerror}") from None
+    return modules_loaded_by(text, where=str(path))
+
+
+def sync_modules(
+    config: str | os.PathLike[str],
+    *,
+    kernel: str | os.PathLike[str] | ModuleScan | None = None,
+    catalog: Catalog | None = None,
+) -> tuple[list[str], list[str]]:
+    """The modules of ``config`` that have firmware to fetch, and notes on the others."""
+    from lkfirmware.catalog import load_catalog, normalise_module
+
+    names = loaded_modules(config)
+    notes: list[str] = []
+    if kernel is not None:
+        scan = scan_kernel(kernel)
+        known = {normalise_module(name) for name in scan.modules}
+        where = f"kernel {scan.kernel_version or kernel}"
+    else:
+        catalog = catalog or load_catalog()
+        known = set(catalog.modules)
+        where = f"the catalog's kernel {catalog.provenance.get('kernel', '')}".rstrip()
+    chosen = [name for name in names if normalise_module(name) in known]
+    for name in names:
+        if normalise_module(name) not in known:
+            notes.append(f"{config} loads {name}: no firmware requests for it in {where}")
+    return chosen, notes
