@@ -13,7 +13,7 @@ reads it on every start)::
      "sections": [{"drivers": [["brcmfmac", "Broadcom ..."]],
                    "groups": [{"licence": "LICENCE.cypress",
                                "files": [...], "raw": [...], "links": {name: target}}]}],
-     "tree": {path: [size, git_blob_id]},        # when generated from a git tree
+     "tree": {path: [size or null, git_blob_id]},  # when generated from a git tree
      "modules": {name: {"firmware": [...], "depends": [...]}}}
 """
 
@@ -75,7 +75,7 @@ class Catalog:
         sections: list[dict[str, Any]],
         licences: Mapping[str, Licence],
         modules: Mapping[str, ModuleRequests],
-        tree: Mapping[str, tuple[int, str]] | None = None,
+        tree: Mapping[str, tuple[int | None, str]] | None = None,
         provenance: Mapping[str, str] | None = None,
     ) -> None:
         self.ref = ref
@@ -243,12 +243,12 @@ class Catalog:
         *,
         ref: str,
         modules: Mapping[str, ModuleRequests] | None = None,
-        tree: Mapping[str, tuple[int, str]] | None = None,
+        tree: Mapping[str, tuple[int | None, str]] | None = None,
         provenance: Mapping[str, str] | None = None,
     ) -> Catalog:
         """Build a catalog from a WHENCE (text or parsed) and optional module data.
 
-        ``tree`` maps paths to (size, git blob id), e.g. from ``git ls-tree -r -l``.
+        ``tree`` maps paths to (size or None, git blob id), e.g. from ``git ls-tree -r -l``.
         """
         if isinstance(whence, str):
             from lkfirmware.whence import parse_whence
@@ -337,7 +337,10 @@ class Catalog:
             name: ModuleRequests(name, tuple(rec["firmware"]), tuple(rec.get("depends", ())))
             for name, rec in data.get("modules", {}).items()
         }
-        tree = {path: (int(v[0]), str(v[1])) for path, v in data.get("tree", {}).items()}
+        tree = {
+            path: (None if size is None else int(size), str(oid))
+            for path, (size, oid) in data.get("tree", {}).items()
+        }
         ref = provenance.get("linux_firmware_ref") or provenance.get("linux_firmware_commit", "")
         return cls(
             ref=ref,

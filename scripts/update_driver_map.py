@@ -48,22 +48,50 @@ def whence_from_url(url: str, ref: str) -> str:
     return response.text
 
 
-def whence_and_tree_from_git(url: str, ref: str) -> tuple[str, dict[str, tuple[int, str]], str]:
-    """WHENCE text, the tree listing and the commit of ``ref`` in a linux-firmware repo."""
+def whence_and_tree_from_git(
+    url: str, ref: str
+) -> tuple[str, dict[str, tuple[int | None, str]], str]:
+    """WHENCE text, the tree listing and the commit of ``ref`` in a linux-firmware repo.
+
+    A local repository is read in place with ``git ls-tree -r -l`` (sizes and blob ids,
+    nothing downloaded).  A URL gets a partial clone without blobs: blob ids come from
+    its tree; sizes are not recorded (git trees carry no sizes; the blob ids alone
+    verify every download, sizes included).
+    """
+    if Path(url).is_dir():
+        return _from_local_repository(Path(url), ref)
+    from lkfirmware.plan import FirmwareFile
     from lkfirmware.sources.git import GitSource
 
     with tempfile.TemporaryDirectory(prefix="lkfirmware-map-") as work:
         source = GitSource(url, Path(work) / "clone")
         commit = source.resolve_ref(ref)
-        tree = source.known_ids(ref) or {}
-        whence_file = Path(work) / "WHENCE"
-        from lkfirmware.plan import FirmwareFile
+        ids = source.blob_ids(ref)
+        whence = FirmwareFile("WHENCE", git_id=ids["WHENCE"])
+        source.prepare([whence], ref)
+        source.retrieve(whence, ref, Path(work) / "WHENCE")
+        text = (Path(work) / "WHENCE").read_text(encoding="utf-8")
+    return text, {path: (None, oid) for path, oid in ids.items()}, commit
 
-        size, git_id = tree["WHENCE"]
-        entry = FirmwareFile("WHENCE", size=size, git_id=git_id)
-        source.prepare([entry], ref)
-        source.retrieve(entry, ref, whence_file)
-        return whence_file.read_text(encoding="utf-8"), tree, commit
+
+def _from_local_repository(
+    repo: Path, ref: str
+) -> tuple[str, dict[str, tuple[int | None, str]], str]:
+    import git
+
+    runner = git.Git(str(repo))
+    commit = runner.rev_parse(f"{ref}^{{commit}}")
+    tree: dict[str, tuple[int | None, str]] = {}
+    listing = runner.ls_tree("-r", "-l", "-z", "--full-tree", commit, strip_newline_in_stdout=False)
+    for record in listing.split("\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition("\t")
+        mode, kind, oid, size = meta.split()
+        if kind == "blob" and not mode.startswith("12"):  # regular files, not symlinks
+            tree[path] = (int(size), oid)
+    text = runner.show(f"{commit}:WHENCE")
+    return text, tree, commit
 
 
 def modules_from_scan(path: Path) -> tuple[dict[str, ModuleRequests], str | None]:
@@ -97,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     provenance = {"linux_firmware_ref": args.ref}
-    tree: dict[str, tuple[int, str]] = {}
+    tree: dict[str, tuple[int | None, str]] = {}
     if args.whence:
         text = args.whence.read_text(encoding="utf-8")
         provenance["whence_source"] = args.whence.name
