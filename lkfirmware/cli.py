@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from lkfirmware.errors import EXIT_CHECK_FAILED, LkFirmwareError, UsageError
@@ -47,6 +48,22 @@ def _human(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width so that it does not import shutil:
+    argparse builds one for every ``add_argument`` call, and start-up time matters."""
+
+    width: int | None = None
+
+    def __init__(self, prog: str) -> None:
+        if _HelpFormatter.width is None:
+            try:
+                columns = int(os.environ.get("COLUMNS", "")) or os.get_terminal_size(2).columns
+            except (ValueError, OSError):
+                columns = 80
+            _HelpFormatter.width = max(columns - 2, 40)
+        super().__init__(prog, width=_HelpFormatter.width)
 
 
 # -- options shared by several commands --------------------------------------------------
@@ -488,15 +505,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lkfirmware",
         description="Put exactly the right Linux firmware into LinuxKit images.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lkfirmware {__version__}")
-    # An explicit prog keeps argparse from building a help formatter (and importing
-    # shutil) on every start.
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog="lkfirmware")
     commands.required = True
     chosen = next((arg for arg in argv or () if not arg.startswith("-")), None)
     for name, (summary, configure, handler) in COMMANDS.items():
-        sub = commands.add_parser(name, help=summary, description=summary)
+        sub = commands.add_parser(
+            name, help=summary, description=summary, formatter_class=_HelpFormatter
+        )
         sub.set_defaults(handler=handler)
         if chosen is None or chosen == name or chosen not in COMMANDS:
             configure(sub)
