@@ -198,7 +198,9 @@ def modprobe_modules(args: Sequence[str]) -> list[str]:
             continue
         if arg.startswith("--"):
             option = _long_option(arg)
-            names = {option} if option else set()
+            if option is None:
+                return []  # modprobe stops at an unknown or ambiguous option
+            names = {option}
         else:
             option = None
             names = _short_options(arg, rest)
@@ -213,7 +215,8 @@ def modprobe_modules(args: Sequence[str]) -> list[str]:
 
 
 def _long_option(arg: str) -> str | None:
-    """The full name of a long option, accepting getopt's unique abbreviations."""
+    """The full name of a long option, accepting getopt's unique abbreviations;
+    None for an unknown or ambiguous one."""
     name = arg[2:].split("=", 1)[0]
     if name in _LONG_OPTIONS:
         return name
