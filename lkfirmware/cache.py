@@ -48,6 +48,8 @@ TAG_TEXT = (
 _HEX40 = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _DATE_TAG = re.compile(r"\d{8}(\.\d+)?")
 _CHUNK = 1 << 20
+_AREAS = ("blobs", "index", "ids", "texts", "tmp", "locks")
+_OWN_NAMES = frozenset({TAG_NAME, *_AREAS, "git"})
 
 
 def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -219,7 +221,7 @@ class Cache:
 
     def area(self, name: str) -> Path:
         """A private folder below the root for another part of lkfirmware (``git``)."""
-        if name in ("blobs", "index", "ids", "texts", "tmp", "locks") or "/" in name:
+        if name in _AREAS or "/" in name or name.startswith("."):
             raise ValueError(f"{name!r} is not a free cache area name")
         self.ensure()
         path = self.root / name
@@ -232,7 +234,12 @@ class Cache:
             return
         tag = self.root / TAG_NAME
         if not tag.exists():
-            if self.root.is_dir() and any(self.root.iterdir()):
+            # Another process or thread may be creating this cache right now: only names
+            # that are not lkfirmware's own make the folder foreign.
+            if self.root.is_dir() and any(
+                child.name not in _OWN_NAMES and not child.name.startswith(f".{TAG_NAME}.")
+                for child in self.root.iterdir()
+            ):
                 raise UsageError(
                     f"cache folder {self.root} is not empty and is not an lkfirmware cache "
                     f"(it has no {TAG_NAME}); choose a new or empty folder with --cache-dir "
@@ -240,7 +247,7 @@ class Cache:
                 )
             self.root.mkdir(parents=True, exist_ok=True)
             atomic_write(tag, TAG_TEXT.encode())
-        for sub in ("blobs", "index", "ids", "texts", "tmp", "locks"):
+        for sub in _AREAS:
             (self.root / sub).mkdir(exist_ok=True)
         self._ready = True
 

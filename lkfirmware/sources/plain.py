@@ -275,15 +275,17 @@ class PlainMirrorSource:
                         total = int(match.group(3))
                 elif not encoded and response.headers.get("Content-Length", "").isdigit():
                     total = int(response.headers["Content-Length"])
-                if total is not None and file.size is not None and total != file.size:
-                    raise SourceFailure(
-                        f"{url}: serves {total} bytes, the catalog says {file.size}"
-                    )
                 try:
                     chunks = response.iter_content(CHUNK)
                     first = next(chunks, b"")
-                    if offset == 0 and not _is_html_name(file.path) and looks_like_html(first):
-                        raise SourceFailure(f"{url}: served an HTML page, not firmware")
+                except requests.RequestException as error:
+                    last_problem = describe_error(error)
+                    continue
+                if offset == 0 and not _is_html_name(file.path) and looks_like_html(first):
+                    raise SourceFailure(f"{url}: served an HTML page, not firmware")
+                if total is not None and file.size is not None and total != file.size:
+                    raise SourceFailure(f"{url}: serves {total} bytes, expected {file.size}")
+                try:
                     with into.open("r+b" if offset else "wb") as out:
                         out.seek(offset)
                         out.truncate()
