@@ -98,7 +98,9 @@ def test_links_and_paths_out_of_the_tree_are_refused(
     assert not (tmp_path / "out").exists()
 
 
-def test_missing_damaged_and_absent(installed: Path, tmp_path: Path) -> None:
+def test_missing_damaged_and_absent(
+    firmware_repo: FirmwareRepo, installed: Path, tmp_path: Path
+) -> None:
     source = LocalTreeSource(installed)
     for path in ("evil/dangling.bin", "no/such.fw", "brcm"):
         with pytest.raises(BlobMissing, match=r"is not in .* \(nor .zst, .xz or .gz\)"):
@@ -106,6 +108,9 @@ def test_missing_damaged_and_absent(installed: Path, tmp_path: Path) -> None:
     with pytest.raises(SourceFailure, match=r"cannot read broken\.fw"):
         source.retrieve(FirmwareFile("broken.fw"), "x", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    bare = LocalTreeSource(firmware_repo.bare)
+    with pytest.raises(SourceFailure, match=r"is a bare git repository.* --source git"):
+        bare.retrieve(FirmwareFile("GPL-2"), "x", tmp_path / "out")
     gone = LocalTreeSource(tmp_path / "nowhere")
     with pytest.raises(SourceFailure, match="does not exist"):
         gone.prepare([FirmwareFile("a")], "x")

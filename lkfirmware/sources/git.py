@@ -29,9 +29,8 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lkfirmware.plan import FirmwareFile
 from lkfirmware.sources.base import BlobMissing, SourceFailure
@@ -97,8 +96,7 @@ def clone_dir_name(url: str) -> str:
     return f"git-{stem}-{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
-@dataclass(frozen=True)
-class TreeEntry:
+class TreeEntry(NamedTuple):
     """One entry of ``git ls-tree -r``: a file, a symlink or a submodule."""
 
     mode: str

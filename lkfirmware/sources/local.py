@@ -65,6 +65,10 @@ def _is_git_checkout(root: Path) -> bool:
     return (root / ".git").exists()
 
 
+def _is_bare_repository(root: Path) -> bool:
+    return (root / "HEAD").is_file() and (root / "objects").is_dir() and (root / "refs").is_dir()
+
+
 class LocalTreeSource:
     """Blobs from a folder: a linux-firmware checkout or an installed firmware tree.
 
@@ -91,6 +95,11 @@ class LocalTreeSource:
     def _real_root(self) -> Path:
         if not self.root.is_dir():
             raise SourceFailure(f"the firmware folder {self.root} does not exist")
+        if _is_bare_repository(self.root):
+            raise SourceFailure(
+                f"{self.root} is a bare git repository, not a firmware folder: use "
+                f"--source git --git-url {self.root.resolve().as_uri()}"
+            )
         return self.root.resolve()
 
     def prepare(self, files: Sequence[FirmwareFile], ref: str) -> None:
