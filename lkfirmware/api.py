@@ -89,31 +89,21 @@ def make_sources(
     from lkfirmware.sources.local import LocalTreeSource, local_root_from
 
     given = list(mirrors or [])
-    roots = [local_root_from(mirror) for mirror in given]
-    if source == "dir":
-        if not given:
-            raise UsageError("--source dir needs --mirror PATH (a linux-firmware tree)")
-        missing = [m for m, root in zip(given, roots) if root is None or not root.is_dir()]
-        if missing:
-            raise UsageError(
-                f"--source dir: not a folder on this machine: {', '.join(missing)}; "
-                "give a linux-firmware checkout or an installed tree such as /lib/firmware"
-            )
-    if given and all(root is not None and root.is_dir() for root in roots):
-        return [LocalTreeSource(root) for root in roots if root is not None]
-    if any(root is not None and root.is_dir() for root in roots):
-        from lkfirmware.fetch import build_sources
+    folders = {mirror: local_root_from(mirror) for mirror in given}
+    local = {mirror: root for mirror, root in folders.items() if root and root.is_dir()}
+    if source == "dir" and (not given or len(local) < len(given)):
+        missing = [mirror for mirror in given if mirror not in local] or ["(none given)"]
+        raise UsageError(
+            f"--source dir needs --mirror PATH naming a folder on this machine, not: "
+            f"{', '.join(missing)}; give a linux-firmware checkout or a tree like /lib/firmware"
+        )
+    if not local:
+        return None  # plain mirrors only: the fetcher builds them
+    from lkfirmware.fetch import build_sources
 
-        http = [m for m, root in zip(given, roots) if root is None or not root.is_dir()]
-        plain, _session = build_sources(http)
-        sources: list[BlobSource] = []
-        for mirror, root in zip(given, roots):
-            if root is not None and root.is_dir():
-                sources.append(LocalTreeSource(root))
-            else:
-                sources.append(plain.pop(0))
-        return sources
-    return None
+    remote = [mirror for mirror in given if mirror not in local]
+    plain = iter(build_sources(remote)[0] if remote else [])
+    return [LocalTreeSource(local[m]) if m in local else next(plain) for m in given]
 
 
 def catalog_at(

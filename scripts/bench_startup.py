@@ -48,7 +48,8 @@ def main() -> int:
     print(f"lkfirmware --version              {help_ * 1000:7.1f} ms")
     print(f"lkfirmware resolve brcmfmac43602  {resolve * 1000:7.1f} ms")
     ratio = resolve / floor
-    print(f"ratio resolve / python            {ratio:7.2f}x  (target <= 3x: {'met' if ratio <= 3 else 'NOT met'})")
+    verdict = "met" if ratio <= 3 else "NOT met"
+    print(f"ratio resolve / python            {ratio:7.2f}x  (target <= 3x: {verdict})")
     return 0
 
 

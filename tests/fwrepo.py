@@ -181,10 +181,8 @@ def make_firmware_repo(
     links = {
         "brcm/brcmfmac43455-sdio.bin": "../cypress/cyfmac43455-sdio.bin",
         "brcm/brcmfmac43455-sdio.clm_blob": "../cypress/cyfmac43455-sdio.clm_blob",
-        "brcm/brcmfmac43455-sdio.raspberrypi,5-model-b.txt":
-            "brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
-        "brcm/brcmfmac43455-sdio.Raspberry Pi Foundation-Raspberry Pi 4 Model B.txt":
-            "brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
+        "brcm/brcmfmac43455-sdio.raspberrypi,5-model-b.txt": "brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
+        "brcm/brcmfmac43455-sdio.Raspberry Pi Foundation-Raspberry Pi 4 Model B.txt": "brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
         "nvidia/ad103": "ad102",
     }
     return FirmwareRepo(work=work, bare=bare, commit=commit, tag=tag, files=files, links=links)

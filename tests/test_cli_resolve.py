@@ -44,16 +44,23 @@ def test_resolve_missing_board_goes_to_stderr(capsys: pytest.CaptureFixture[str]
 
 
 def test_resolve_json_records(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "resolve", "brcmfmac43455", "--board", "raspberrypi,4-model-b",
-                       "--json")
+    code, out, _ = run(
+        capsys, "resolve", "brcmfmac43455", "--board", "raspberrypi,4-model-b", "--json"
+    )
     records = {r["path"]: r for r in json.loads(out)}
     assert code == 0
     link = records["brcm/brcmfmac43455-sdio.bin"]
     assert (link["kind"], link["target"], link["resolved"]) == (
-        "link", "../cypress/cyfmac43455-sdio.bin", "cypress/cyfmac43455-sdio.bin")
+        "link",
+        "../cypress/cyfmac43455-sdio.bin",
+        "cypress/cyfmac43455-sdio.bin",
+    )
     blob = records["cypress/cyfmac43455-sdio.bin"]
     assert (blob["kind"], blob["drivers"], blob["licence"]) == (
-        "file", ["brcmfmac"], "LICENCE.cypress")
+        "file",
+        ["brcmfmac"],
+        "LICENCE.cypress",
+    )
     assert set(blob) >= {"size", "git_id"}
 
 
@@ -82,8 +89,14 @@ def test_resolve_does_not_import_heavy_libraries(tmp_path: Path) -> None:
     )
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.splitlines()[-1] == "[]"
 
 
@@ -94,6 +107,7 @@ def test_installed_command_works_from_another_directory(tmp_path: Path) -> None:
     if command is None:
         pytest.skip("lkfirmware is not installed in this environment")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LKFIRMWARE_DRIVER_MAP")}
-    result = subprocess.run([command, "resolve", "brcmfmac43602"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [command, "resolve", "brcmfmac43602"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert (result.returncode, result.stdout) == (0, "brcm/brcmfmac43602-pcie.bin\n"), result.stderr

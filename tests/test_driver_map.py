@@ -24,8 +24,16 @@ def test_committed_map_is_regenerated_byte_for_byte(tmp_path: Path) -> None:
     if not (whence.exists() and modinfo.exists()):
         pytest.skip("shared/ is not beside the checkout")
     output = tmp_path / "driver_map.json"
-    argv = ["--whence", str(whence), "--ref", PINNED, "--modinfo", str(modinfo),
-            "--output", str(output)]
+    argv = [
+        "--whence",
+        str(whence),
+        "--ref",
+        PINNED,
+        "--modinfo",
+        str(modinfo),
+        "--output",
+        str(output),
+    ]
     assert update_map(argv) == 0
     assert output.read_bytes() == (ROOT / "data" / "driver_map.json").read_bytes()
     again = tmp_path / "again.json"
@@ -56,13 +64,13 @@ def test_map_from_a_local_repository_has_sizes_and_blob_ids(
     item = catalog.file(path)
     assert item is not None
     assert (item.size, item.git_id) == (
-        len(firmware_repo.files[path]), git_blob_id(firmware_repo.files[path]))
+        len(firmware_repo.files[path]),
+        git_blob_id(firmware_repo.files[path]),
+    )
     assert resolve(path, catalog=catalog).files[0].git_id == item.git_id
 
 
-def test_map_from_a_git_url_has_blob_ids(
-    firmware_repo: FirmwareRepo, tmp_path: Path
-) -> None:
+def test_map_from_a_git_url_has_blob_ids(firmware_repo: FirmwareRepo, tmp_path: Path) -> None:
     catalog = map_from_git(firmware_repo.file_url, firmware_repo.commit, tmp_path / "map.json")
     for path in ("brcm/brcmfmac43602-pcie.bin", "amdgpu/big_blob.bin"):
         item = catalog.file(path)

@@ -54,19 +54,32 @@ def files_entries(config: Path) -> dict[str, dict[str, object]]:
 
 
 def test_seed_entry_end_to_end(
-    server: MirrorServer, project: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = project / "linuxkit.yml"
     before = config.read_text()
-    code, _, err = run(capsys, "fetch", "brcmfmac43602", "--config", str(config),
-                       "--mirror", server.cgit, "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "brcmfmac43602",
+        "--config",
+        str(config),
+        "--mirror",
+        server.cgit,
+        "--quiet",
+    )
     assert code == 0, err
     text = config.read_text()
     assert text.startswith(before)  # nothing else changed: the entry was appended
     entry = files_entries(config)[f"/lib/firmware/{SEED_FILE}"]
-    assert entry == {"path": f"/lib/firmware/{SEED_FILE}",
-                     "source": f"firmware/{SEED_FILE}", "mode": "0644"}
+    assert entry == {
+        "path": f"/lib/firmware/{SEED_FILE}",
+        "source": f"firmware/{SEED_FILE}",
+        "mode": "0644",
+    }
     assert 'mode: "0644"' in text
     staged = project / "firmware" / SEED_FILE
     assert staged.read_bytes() == firmware_repo.files[SEED_FILE]
@@ -77,21 +90,52 @@ def test_seed_entry_end_to_end(
 
     # Again: byte-identical, not rewritten, nothing downloaded.
     mtime = config.stat().st_mtime_ns
-    assert run(capsys, "fetch", "brcmfmac43602", "--config", str(config),
-               "--mirror", server.cgit, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "fetch",
+            "brcmfmac43602",
+            "--config",
+            str(config),
+            "--mirror",
+            server.cgit,
+            "--quiet",
+        )[0]
+        == 0
+    )
     assert config.read_text() == text and config.stat().st_mtime_ns == mtime
     assert server.count(SEED_FILE) == 1
 
     # --check is green; a deleted staged blob or a missing entry makes it red.
-    assert run(capsys, "fetch", "brcmfmac43602", "--config", str(config),
-               "--mirror", server.cgit, "--check")[0] == 0
+    assert (
+        run(
+            capsys,
+            "fetch",
+            "brcmfmac43602",
+            "--config",
+            str(config),
+            "--mirror",
+            server.cgit,
+            "--check",
+        )[0]
+        == 0
+    )
     staged.unlink()
-    code, out, _ = run(capsys, "fetch", "brcmfmac43602", "--config", str(config),
-                       "--mirror", server.cgit, "--check")
+    code, out, _ = run(
+        capsys,
+        "fetch",
+        "brcmfmac43602",
+        "--config",
+        str(config),
+        "--mirror",
+        server.cgit,
+        "--check",
+    )
     assert code == 1 and "would stage" in out
     assert not staged.exists()  # --check writes nothing
-    code, out, _ = run(capsys, "fetch", "rtl8168h", "--config", str(config),
-                       "--mirror", server.cgit, "--check")
+    code, out, _ = run(
+        capsys, "fetch", "rtl8168h", "--config", str(config), "--mirror", server.cgit, "--check"
+    )
     assert code == 1
     assert "+  - path: /lib/firmware/rtl_nic/rtl8168h-2.fw" in out
     assert config.read_text() == text
@@ -102,8 +146,9 @@ def test_dry_run_prints_the_diff_and_changes_nothing(
 ) -> None:
     config = project / "linuxkit.yml"
     before = config.read_bytes()
-    code, out, _ = run(capsys, "fetch", "rtl8168h", "--config", str(config),
-                       "--mirror", server.gitlab, "--dry-run")
+    code, out, _ = run(
+        capsys, "fetch", "rtl8168h", "--config", str(config), "--mirror", server.gitlab, "--dry-run"
+    )
     assert code == 0
     assert out.startswith("---") and "+files:" in out
     assert config.read_bytes() == before
@@ -112,19 +157,34 @@ def test_dry_run_prints_the_diff_and_changes_nothing(
 
 
 def test_board_links_and_other_ref(
-    server: MirrorServer, project: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """--ref takes the catalog from that ref's WHENCE, fetched from the mirror."""
     config = project / "linuxkit.yml"
-    code, _, err = run(capsys, "fetch", "brcmfmac43455", "--board", "raspberrypi,4-model-b",
-                       "--ref", firmware_repo.tag, "--config", str(config),
-                       "--mirror", server.gitlab, "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "brcmfmac43455",
+        "--board",
+        "raspberrypi,4-model-b",
+        "--ref",
+        firmware_repo.tag,
+        "--config",
+        str(config),
+        "--mirror",
+        server.gitlab,
+        "--quiet",
+    )
     assert code == 0, err
     entries = files_entries(config)
     assert entries["/lib/firmware/brcm/brcmfmac43455-sdio.bin"] == {
         "path": "/lib/firmware/brcm/brcmfmac43455-sdio.bin",
-        "symlink": "../cypress/cyfmac43455-sdio.bin", "mode": "0644"}
+        "symlink": "../cypress/cyfmac43455-sdio.bin",
+        "mode": "0644",
+    }
     nvram = "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt"
     assert entries[f"/lib/firmware/{nvram}"]["source"] == f"firmware/{nvram}"
     assert (project / "firmware" / nvram).read_bytes() == firmware_repo.files[nvram]
@@ -141,19 +201,32 @@ def test_output_writes_a_firmware_only_yml(
     config = project / "linuxkit.yml"
     before = config.read_bytes()
     output = project / "firmware.yml"
-    code, _, err = run(capsys, "fetch", "rtl8168h", "brcmfmac43602", "--output", str(output),
-                       "--mirror", server.cgit, "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "rtl8168h",
+        "brcmfmac43602",
+        "--output",
+        str(output),
+        "--mirror",
+        server.cgit,
+        "--quiet",
+    )
     assert code == 0, err
     assert config.read_bytes() == before
     data = YAML(typ="safe").load(output.read_text())
     assert set(data) == {"files"}
     assert {entry["path"] for entry in data["files"]} == {
-        "/lib/firmware/rtl_nic/rtl8168h-2.fw", f"/lib/firmware/{SEED_FILE}"}
+        "/lib/firmware/rtl_nic/rtl8168h-2.fw",
+        f"/lib/firmware/{SEED_FILE}",
+    }
     assert linuxkit_problems(output.read_text()) == []
 
 
 def test_fetch_json_and_absolute_sources(
-    server: MirrorServer, project: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, _ = run(capsys, "fetch", "brcmfmac43602", "--mirror", server.cgit, "--json")
@@ -163,20 +236,47 @@ def test_fetch_json_and_absolute_sources(
     assert Path(record["location"]).read_bytes() == firmware_repo.files[SEED_FILE]
 
     config = project / "linuxkit.yml"
-    assert run(capsys, "fetch", "brcmfmac43602", "--config", str(config), "--absolute-sources",
-               "--mirror", server.cgit, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "fetch",
+            "brcmfmac43602",
+            "--config",
+            str(config),
+            "--absolute-sources",
+            "--mirror",
+            server.cgit,
+            "--quiet",
+        )[0]
+        == 0
+    )
     source = files_entries(config)[f"/lib/firmware/{SEED_FILE}"]["source"]
     assert os.path.isabs(str(source)) and Path(str(source)).is_file()
 
 
 def test_compressed_staging(
-    server: MirrorServer, project: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = project / "linuxkit.yml"
-    code, _, err = run(capsys, "fetch", "brcmfmac43455", "--board", "raspberrypi,4-model-b",
-                       "--ref", firmware_repo.tag, "--config", str(config), "--compress", "xz",
-                       "--mirror", server.cgit, "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "brcmfmac43455",
+        "--board",
+        "raspberrypi,4-model-b",
+        "--ref",
+        firmware_repo.tag,
+        "--config",
+        str(config),
+        "--compress",
+        "xz",
+        "--mirror",
+        server.cgit,
+        "--quiet",
+    )
     assert code == 0, err
     entries = files_entries(config)
     link = entries["/lib/firmware/brcm/brcmfmac43455-sdio.bin.xz"]
@@ -187,35 +287,76 @@ def test_compressed_staging(
     assert staged.read_bytes()[6:8] == b"\x00\x01"  # stream flags: CRC32 check
     assert "/lib/firmware/cypress/cyfmac43455-sdio.bin" not in entries
     mtime = config.stat().st_mtime_ns
-    assert run(capsys, "fetch", "brcmfmac43455", "--board", "raspberrypi,4-model-b",
-               "--ref", firmware_repo.tag, "--config", str(config), "--compress", "xz",
-               "--mirror", server.cgit, "--check")[0] == 0
+    assert (
+        run(
+            capsys,
+            "fetch",
+            "brcmfmac43455",
+            "--board",
+            "raspberrypi,4-model-b",
+            "--ref",
+            firmware_repo.tag,
+            "--config",
+            str(config),
+            "--compress",
+            "xz",
+            "--mirror",
+            server.cgit,
+            "--check",
+        )[0]
+        == 0
+    )
     assert config.stat().st_mtime_ns == mtime
 
 
 def test_raw_files_stay_uncompressed(
-    server: MirrorServer, project: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = project / "linuxkit.yml"
-    code, _, err = run(capsys, "fetch", "amdgpu/psp_13_0_0_ta.bin", "--ref", firmware_repo.tag,
-                       "--config", str(config), "--compress", "zstd", "--mirror", server.cgit,
-                       "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "amdgpu/psp_13_0_0_ta.bin",
+        "--ref",
+        firmware_repo.tag,
+        "--config",
+        str(config),
+        "--compress",
+        "zstd",
+        "--mirror",
+        server.cgit,
+        "--quiet",
+    )
     assert code == 0, err
     assert "/lib/firmware/amdgpu/psp_13_0_0_ta.bin" in files_entries(config)
 
 
 def test_with_licences(
-    server: MirrorServer, project: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = project / "linuxkit.yml"
-    code, _, err = run(capsys, "fetch", "brcmfmac43602", "--with-licences", "--config",
-                       str(config), "--mirror", server.cgit, "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "brcmfmac43602",
+        "--with-licences",
+        "--config",
+        str(config),
+        "--mirror",
+        server.cgit,
+        "--quiet",
+    )
     assert code == 0, err
     entry = files_entries(config)["/lib/firmware/LICENCE.broadcom_bcm43xx"]
     assert (project / str(entry["source"])).read_bytes() == (
-        firmware_repo.files["LICENCE.broadcom_bcm43xx"])
+        firmware_repo.files["LICENCE.broadcom_bcm43xx"]
+    )
 
 
 def test_missing_everywhere_exits_3_and_writes_nothing(
@@ -223,8 +364,18 @@ def test_missing_everywhere_exits_3_and_writes_nothing(
 ) -> None:
     config = project / "linuxkit.yml"
     before = config.read_bytes()
-    code, _, err = run(capsys, "fetch", "iwlwifi-cc-a0", "--config", str(config),
-                       "--mirror", server.cgit, "--mirror", server.gitlab, "--quiet")
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "iwlwifi-cc-a0",
+        "--config",
+        str(config),
+        "--mirror",
+        server.cgit,
+        "--mirror",
+        server.gitlab,
+        "--quiet",
+    )
     assert code == 3
     assert "intel/iwlwifi/iwlwifi-cc-a0-77.ucode" in err and PINNED in err
     assert config.read_bytes() == before
@@ -235,16 +386,37 @@ def test_lock_mismatch_exits_4(
     server: MirrorServer, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = project / "linuxkit.yml"
-    assert run(capsys, "fetch", "brcmfmac43602", "--config", str(config),
-               "--mirror", server.cgit, "--quiet")[0] == 0
+    assert (
+        run(
+            capsys,
+            "fetch",
+            "brcmfmac43602",
+            "--config",
+            str(config),
+            "--mirror",
+            server.cgit,
+            "--quiet",
+        )[0]
+        == 0
+    )
     lock = project / "lkfirmware.lock"
     data = json.loads(lock.read_text())
     for record in data["files"].values() if isinstance(data["files"], dict) else data["files"]:
         record["sha256"] = "0" * 64
     lock.write_text(json.dumps(data))
     before = config.read_bytes()
-    code, _, err = run(capsys, "fetch", "brcmfmac43602", "--config", str(config),
-                       "--mirror", server.cgit, "--quiet", "--cache-dir", str(project / "c2"))
+    code, _, err = run(
+        capsys,
+        "fetch",
+        "brcmfmac43602",
+        "--config",
+        str(config),
+        "--mirror",
+        server.cgit,
+        "--quiet",
+        "--cache-dir",
+        str(project / "c2"),
+    )
     assert code == 4, err
     assert config.read_bytes() == before
 
@@ -255,16 +427,28 @@ def test_unknown_query_exits_2(project: Path, capsys: pytest.CaptureFixture[str]
 
 
 def test_kernel_modules_and_sync(
-    server: MirrorServer, project: Path, tmp_path: Path, firmware_repo: FirmwareRepo,
+    server: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    firmware_repo: FirmwareRepo,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     modules = tmp_path / "root" / "lib" / "modules" / "6.12.0-test"
-    write_module(modules / "kernel" / "brcmfmac.ko.xz", make_module(module_fields(
-        "brcmfmac", firmware=["brcm/brcmfmac43602-pcie.bin", "brcm/brcmfmac4350-pcie.bin"],
-        depends=["brcmutil"])))
+    write_module(
+        modules / "kernel" / "brcmfmac.ko.xz",
+        make_module(
+            module_fields(
+                "brcmfmac",
+                firmware=["brcm/brcmfmac43602-pcie.bin", "brcm/brcmfmac4350-pcie.bin"],
+                depends=["brcmutil"],
+            )
+        ),
+    )
     write_module(modules / "kernel" / "brcmutil.ko.zst", make_module(module_fields("brcmutil")))
-    write_module(modules / "kernel" / "r8169.ko", make_module(module_fields(
-        "r8169", firmware=["rtl_nic/rtl8168h-2.fw"])))
+    write_module(
+        modules / "kernel" / "r8169.ko",
+        make_module(module_fields("r8169", firmware=["rtl_nic/rtl8168h-2.fw"])),
+    )
 
     code, out, _ = run(capsys, "modules", str(modules))
     assert code == 0
@@ -273,13 +457,25 @@ def test_kernel_modules_and_sync(
     config = project / "linuxkit.yml"
     text = config.read_text().replace(
         "onboot:\n",
-        'onboot:\n  - name: modprobe\n    image: linuxkit/modprobe:v1\n'
+        "onboot:\n  - name: modprobe\n    image: linuxkit/modprobe:v1\n"
         '    command: ["modprobe", "-a", "brcmfmac", "btusb"]\n'
-        '  - name: nic\n    image: linuxkit/modprobe:v1\n'
-        '    command: ["/bin/sh", "-c", "modprobe r8169 && echo ok"]\n', 1)
+        "  - name: nic\n    image: linuxkit/modprobe:v1\n"
+        '    command: ["/bin/sh", "-c", "modprobe r8169 && echo ok"]\n',
+        1,
+    )
     config.write_text(text)
-    code, _, err = run(capsys, "sync", str(config), "--kernel", str(modules),
-                       "--ref", firmware_repo.tag, "--mirror", server.cgit, "--quiet")
+    code, _, err = run(
+        capsys,
+        "sync",
+        str(config),
+        "--kernel",
+        str(modules),
+        "--ref",
+        firmware_repo.tag,
+        "--mirror",
+        server.cgit,
+        "--quiet",
+    )
     # brcmfmac4350-pcie.bin is not in the test mirror's catalog: a warning, not an error
     assert code == 0, err
     assert "missing firmware brcm/brcmfmac4350-pcie.bin for module brcmfmac" in err
@@ -287,14 +483,49 @@ def test_kernel_modules_and_sync(
     paths = set(files_entries(config))
     assert paths == {f"/lib/firmware/{SEED_FILE}", "/lib/firmware/rtl_nic/rtl8168h-2.fw"}
     tag = ["--ref", firmware_repo.tag]
-    assert run(capsys, "sync", str(config), "--kernel", str(modules), *tag, "--mirror",
-               server.cgit, "--check")[0] == 0
-    assert run(capsys, "sync", str(config), "--kernel", str(modules), *tag, "--mirror",
-               server.cgit, "--strict", "--quiet")[0] == 3
+    assert (
+        run(
+            capsys,
+            "sync",
+            str(config),
+            "--kernel",
+            str(modules),
+            *tag,
+            "--mirror",
+            server.cgit,
+            "--check",
+        )[0]
+        == 0
+    )
+    assert (
+        run(
+            capsys,
+            "sync",
+            str(config),
+            "--kernel",
+            str(modules),
+            *tag,
+            "--mirror",
+            server.cgit,
+            "--strict",
+            "--quiet",
+        )[0]
+        == 3
+    )
 
     # fetch --kernel --modules: the named module and its dependencies
-    code, out, _ = run(capsys, "fetch", "--kernel", str(modules), "--modules", "r8169",
-                       *tag, "--mirror", server.cgit, "--json")
+    code, out, _ = run(
+        capsys,
+        "fetch",
+        "--kernel",
+        str(modules),
+        "--modules",
+        "r8169",
+        *tag,
+        "--mirror",
+        server.cgit,
+        "--json",
+    )
     assert code == 0
     assert [r["path"] for r in json.loads(out)] == ["rtl_nic/rtl8168h-2.fw"]
 

@@ -135,9 +135,16 @@ def test_unknown_names_suggest_close_ones() -> None:
 
 
 def test_catalog_built_from_a_generated_whence() -> None:
-    modules = {"brcmfmac": ModuleRequests("brcmfmac", ("brcm/brcmfmac*-sdio.*.txt",
-                                                        "brcm/brcmfmac43455-sdio.bin",
-                                                        "brcm/brcmfmac43602-pcie.bin"))}
+    modules = {
+        "brcmfmac": ModuleRequests(
+            "brcmfmac",
+            (
+                "brcm/brcmfmac*-sdio.*.txt",
+                "brcm/brcmfmac43455-sdio.bin",
+                "brcm/brcmfmac43602-pcie.bin",
+            ),
+        )
+    }
     catalog = Catalog.from_whence(WHENCE, ref="test", modules=modules)
     plan = resolve("brcmfmac43455", board="raspberrypi,5-model-b", catalog=catalog)
     assert link_pairs(plan)["brcm/brcmfmac43455-sdio.raspberrypi,5-model-b.txt"] == (
