@@ -18,6 +18,10 @@ cache) can use one clone together.
 
 Git trees do not record file sizes: sizes are known only for blobs already in the clone
 (see :meth:`GitSource.known_ids` and :func:`tree_listing`).
+
+The server must allow filters (``uploadpack.allowFilter``; kernel.org, GitLab and GitHub
+do).  One that does not makes git ignore the filter: the source still works, but the
+first fetch of a ref brings every file at that ref, as a ``--depth 1`` clone would.
 """
 
 from __future__ import annotations
@@ -74,8 +78,12 @@ _CLONE_CONFIG = (
     ("core.logAllRefUpdates", "false"),
     ("fetch.recurseSubmodules", "false"),
 )
-# Options for every git command the source runs.
-_GIT_OPTIONS = ("-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "protocol.version=2")
+# Options for every git command the source runs; a transfer that stalls (under 1 kB/s for
+# a minute) fails instead of hanging the build.
+_GIT_OPTIONS = (
+    "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "protocol.version=2",
+    "-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60",
+)  # fmt: skip
 # Never ask for credentials on a terminal: a build must fail, not hang.
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
 
