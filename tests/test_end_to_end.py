@@ -541,3 +541,102 @@ def test_cache_commands(
     assert "blobs: 0" in run(capsys, "cache", "info")[1]
     code, _, err = run(capsys, "fetch", "brcmfmac43602", "--offline", "--quiet")
     assert code == 3 and SEED_FILE in err
+
+
+def test_git_source_end_to_end(
+    project: Path, firmware_repo: FirmwareRepo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = project / "linuxkit.yml"
+    argv = ["fetch", "brcmfmac43455", "--board", "raspberrypi,4-model-b", "--source", "git",
+            "--git-url", firmware_repo.file_url, "--ref", firmware_repo.tag,
+            "--config", str(config), "--quiet"]  # fmt: skip
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    blob = "cypress/cyfmac43455-sdio.bin"
+    assert (project / "firmware" / blob).read_bytes() == firmware_repo.files[blob]
+    assert "/lib/firmware/brcm/brcmfmac43455-sdio.bin" in files_entries(config)
+    mtime = config.stat().st_mtime_ns
+    assert run(capsys, *argv)[0] == 0
+    assert config.stat().st_mtime_ns == mtime
+
+
+def test_local_tree_source_end_to_end(
+    project: Path,
+    firmware_repo: FirmwareRepo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An installed tree: compressed files and real symlinks."""
+    tree = tmp_path / "lib-firmware"
+    for path, data in firmware_repo.files.items():
+        target = tree / (path + ".xz")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(lzma.compress(data, check=lzma.CHECK_CRC32))
+    config = project / "linuxkit.yml"
+    code, _, err = run(capsys, "fetch", "rtl8168h", "brcmfmac43602", "--source", "dir",
+                       "--mirror", str(tree), "--config", str(config), "--quiet")  # fmt: skip
+    assert code == 0, err
+    for path in ("rtl_nic/rtl8168h-2.fw", SEED_FILE):
+        assert (project / "firmware" / path).read_bytes() == firmware_repo.files[path]
+    code, _, err = run(capsys, "fetch", "r8169", "--source", "dir", "--mirror",
+                       str(tmp_path / "nowhere"))  # fmt: skip
+    assert code == 2 and "nowhere" in err
+
+
+def test_mirrors_from_the_environment(
+    server: MirrorServer,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LKFIRMWARE_MIRRORS", server.gitlab)
+    code, out, err = run(capsys, "fetch", "rtl8168h", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["path"] == "rtl_nic/rtl8168h-2.fw"
+    assert server.count("rtl_nic/rtl8168h-2.fw") == 1
+
+
+def test_kernel_tar_and_the_example_makefile(
+    server: MirrorServer,
+    project: Path,
+    tmp_path: Path,
+    firmware_repo: FirmwareRepo,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.kmodules import make_kernel_tar
+
+    root = tmp_path / "kernel"
+    modules = root / "lib" / "modules" / "6.12.59-linuxkit"
+    write_module(
+        modules / "kernel" / "r8169.ko.gz",
+        make_module(
+            module_fields("r8169", firmware=["rtl_nic/rtl8168h-2.fw"], version="6.12.59-linuxkit")
+        ),
+    )
+    kernel_tar = make_kernel_tar(root, tmp_path / "kernel.tar")
+    config = project / "linuxkit.yml"
+    code, _, err = run(capsys, "fetch", "--kernel", str(kernel_tar), "--all-modules",
+                       "--config", str(config), "--mirror", server.cgit, "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert "/lib/firmware/rtl_nic/rtl8168h-2.fw" in files_entries(config)
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    example = Path(__file__).resolve().parents[1] / "examples" / "wifi"
+    work = tmp_path / "wifi"
+    shutil.copytree(example, work)
+    import subprocess
+    import sys
+
+    lkfirmware = f"{sys.executable} -m lkfirmware"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    firmware = f"brcmfmac43602 --mirror {server.cgit}"
+    for target in ("firmware", "check"):
+        result = subprocess.run(
+            [make, "-C", str(work), target, f"LKFIRMWARE={lkfirmware}", f"FIRMWARE={firmware}"],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert (work / "firmware" / SEED_FILE).read_bytes() == firmware_repo.files[SEED_FILE]
+    assert f"/lib/firmware/{SEED_FILE}" in files_entries(work / "linuxkit.yml")
