@@ -22,7 +22,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "resolve": "lkfirmware.resolve",
+    "resolve": "lkfirmware.resolver",
     "load_catalog": "lkfirmware.catalog",
     "Catalog": "lkfirmware.catalog",
     "Plan": "lkfirmware.plan",
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
         QueryError,
     )
     from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
-    from lkfirmware.resolve import resolve
+    from lkfirmware.resolver import resolve
 
 
 def __getattr__(name: str) -> object:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from lkfirmware.cache import Cache
     from lkfirmware.catalog import Catalog
-    from lkfirmware.config import ConfigChange
+    from lkfirmware.config import ConfigChange, FilesEntry
     from lkfirmware.fetch import FetchResult
     from lkfirmware.modules import ModuleScan
     from lkfirmware.sources.base import BlobSource
@@ -197,7 +197,7 @@ def plan(
     :returns: the plan and warnings (firmware that modules request and the catalog lacks).
     """
     from lkfirmware.catalog import load_catalog
-    from lkfirmware.resolve import resolve
+    from lkfirmware.resolver import resolve
 
     catalog = catalog or load_catalog()
     queries = [queries] if isinstance(queries, str) else list(queries)
@@ -343,19 +343,28 @@ def fetch(
 # -- staging and the config --------------------------------------------------------------
 
 
-def _staging(
+def stage(
     fetched: Fetched,
-    dest: Path,
+    yml: Path,
     *,
+    dest: str | os.PathLike[str] | None,
+    absolute_sources: bool,
     compress: Compression | None,
     write: bool,
-) -> tuple[list[StagedFile], list[tuple[str, str]]]:
-    from lkfirmware.stage import stage_blobs, stage_links
+) -> tuple[Path, list[StagedFile], list[FilesEntry]]:
+    """Stage the blobs for the yml ``yml`` and describe them as ``files:`` entries.
 
+    :returns: the staging folder, the staged files and the entries.
+    """
+    from lkfirmware.stage import files_entries, stage_blobs, stage_links
+
+    folder = yml.resolve().parent
+    destination = Path(dest) if dest is not None else folder / DEFAULT_DEST
     raw = {item.path for item in fetched.plan.files if item.raw}
-    staged = stage_blobs(fetched.result.blobs, dest, compress=compress, raw=raw, write=write)
+    staged = stage_blobs(fetched.result.blobs, destination, compress=compress, raw=raw, write=write)
     links = stage_links(fetched.result.links, compress=compress, raw=raw)
-    return staged, [(link.firmware_path, link.target) for link in links]
+    entries = files_entries(staged, links, config_dir=folder, absolute_sources=absolute_sources)
+    return destination, staged, entries
 
 
 def add_to_config(
@@ -382,19 +391,18 @@ def add_to_config(
     :param write: False for ``--check`` / ``--dry-run``: compute, change nothing.
     """
     from lkfirmware.config import update_config
-    from lkfirmware.stage import FIRMWARE_ROOT, StagedLink, files_entries, prune_staged
+    from lkfirmware.stage import FIRMWARE_ROOT, prune_staged
 
     config_path = Path(config)
     if not config_path.is_file():
         raise UsageError(f"{config_path}: no such config file")
-    folder = config_path.resolve().parent
-    destination = Path(dest) if dest is not None else folder / DEFAULT_DEST
-    staged, links = _staging(fetched, destination, compress=compress, write=write)
-    entries = files_entries(
-        staged,
-        [StagedLink(path, target) for path, target in links],
-        config_dir=folder,
+    destination, staged, entries = stage(
+        fetched,
+        config_path,
+        dest=dest,
         absolute_sources=absolute_sources,
+        compress=compress,
+        write=write,
     )
     change = update_config(
         config_path,
@@ -421,17 +429,15 @@ def write_firmware_yml(
     """Stage blobs and write a firmware-only yml (just ``files:``) to pass to
     ``linuxkit build`` beside the hand-written config, which stays untouched."""
     from lkfirmware.config import write_firmware_yml as write_yml
-    from lkfirmware.stage import StagedLink, files_entries
 
     output_path = Path(output)
-    folder = output_path.resolve().parent
-    destination = Path(dest) if dest is not None else folder / DEFAULT_DEST
-    staged, links = _staging(fetched, destination, compress=compress, write=write)
-    entries = files_entries(
-        staged,
-        [StagedLink(path, target) for path, target in links],
-        config_dir=folder,
+    _, staged, entries = stage(
+        fetched,
+        output_path,
+        dest=dest,
         absolute_sources=absolute_sources,
+        compress=compress,
+        write=write,
     )
     change = write_yml(output_path, entries, write=write)
     return ConfigUpdate(change, tuple(staged), ())

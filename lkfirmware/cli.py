@@ -160,7 +160,7 @@ def _catalog(args: argparse.Namespace) -> Catalog:
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:
-    from lkfirmware.resolve import resolve
+    from lkfirmware.resolver import resolve
 
     plan = resolve(
         args.queries, board=args.board, all_boards=args.all_boards, catalog=_catalog(args)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 from lkfirmware.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
     from lkfirmware.config import FilesEntry
     from lkfirmware.fetch import CachedBlob
@@ -180,8 +180,8 @@ def prune_staged(dest: Path, keep: Iterable[Path], *, write: bool = True) -> lis
 
 
 def files_entries(
-    files: Sequence[StagedFile],
-    links: Sequence[StagedLink],
+    files: Iterable[StagedFile],
+    links: Iterable[StagedLink],
     *,
     config_dir: Path,
     absolute_sources: bool = False,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lkfirmware.catalog import Catalog, default_map_path, load_catalog
-from lkfirmware.resolve import resolve
+from lkfirmware.resolver import resolve
 from scripts.update_driver_map import main as update_map
 from tests.conftest import SHARED
 from tests.fwrepo import FirmwareRepo, git_blob_id

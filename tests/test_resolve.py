@@ -7,7 +7,7 @@ import pytest
 from lkfirmware.catalog import Catalog, ModuleRequests, load_catalog
 from lkfirmware.errors import QueryError
 from lkfirmware.plan import Plan
-from lkfirmware.resolve import resolve
+from lkfirmware.resolver import resolve
 from tests.fwrepo import WHENCE
 
 
