@@ -105,8 +105,12 @@ def digest_file(path: Path) -> Digest:
 
 def atomic_write(path: Path, data: bytes, *, mode: int | None = None, sync: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name[:40]}."
+    try:
+        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
@@ -319,14 +323,17 @@ class Cache:
         """Move a verified download into ``blobs/`` (the caller checked ``digest``)."""
         self.ensure()
         target = self.blob_path(digest.sha256)
-        target.parent.mkdir(exist_ok=True)
         if target.exists() and target.stat().st_size == digest.size:
             temp.unlink(missing_ok=True)
         else:
             with temp.open("rb") as stream:
                 os.fsync(stream.fileno())
             os.chmod(temp, 0o444)
-            os.replace(temp, target)
+            try:
+                os.replace(temp, target)
+            except FileNotFoundError:
+                target.parent.mkdir(exist_ok=True)
+                os.replace(temp, target)
         id_file = self._id_file(digest.git_id)
         if not id_file.exists():
             atomic_write(id_file, digest.sha256.encode())

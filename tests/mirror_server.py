@@ -115,6 +115,7 @@ def _split(target: str, refs: Mapping[str, Mapping[str, bytes]]) -> tuple[str, s
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # as real servers do; avoids delayed-ACK stalls
     server_version = "lkfirmware-test-mirror"
     state: _State
 
@@ -225,15 +226,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    """The listen backlog: the default 5 drops simultaneous connects (1 s SYN retries)."""
+
+
 class MirrorServer:
     """A threaded HTTP server on 127.0.0.1 serving firmware files at some refs."""
 
     def __init__(self, refs: Mapping[str, Mapping[str, bytes]], *, latency: float = 0.0):
         self._state = _State(refs=dict(refs), latency=latency)
         handler = type("Handler", (_Handler,), {"state": self._state})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 64
+        self._server = _Server(("127.0.0.1", 0), handler)
         self._thread: threading.Thread | None = None
 
     @classmethod

@@ -19,7 +19,8 @@ from lkfirmware.fetch import fetch_plan, fetch_text
 from lkfirmware.lockfile import LockedFile, LockFile, read_lock, render_lock, write_lock
 from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
 from lkfirmware.sources.base import BlobMissing, SourceFailure
-from lkfirmware.sources.plain import CHUNK, HttpSettings
+from lkfirmware.sources.git import GitSource, clone_dir_name
+from lkfirmware.sources.plain import CHUNK, HttpSettings, PlainMirrorSource
 from tests.fwrepo import FirmwareRepo, git_blob_id
 from tests.mirror_server import MirrorServer
 
@@ -728,3 +729,64 @@ def test_four_processes_share_one_cache(
         for path, location, _ in output:
             assert Path(location).read_bytes() == firmware_repo.files[path]
     assert Cache(tmp_path / "shared").verify() == []
+
+
+# -- the environment: proxies, mirrors ---------------------------------------------------
+
+
+def test_proxy_variables_are_honoured(
+    firmware_repo: FirmwareRepo,
+    mirror_server: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The loopback server doubles as a forward proxy: the mirror's host is never resolved.
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name)
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, mirror_server.base)
+    result = fetch_plan(
+        make_plan(firmware_repo, [SPACED]),
+        mirrors=["http://mirror.invalid/plain/{path}?h={ref}"],
+        cache=Cache(tmp_path / "c"),
+        settings=FAST,
+    )
+    assert_intact(firmware_repo, result)
+    assert mirror_server.count(SPACED) == 1
+
+
+def test_mirrors_from_the_environment(
+    firmware_repo: FirmwareRepo,
+    mirror_server: MirrorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LKFIRMWARE_MIRRORS", f"{mirror_server.gitlab}, {mirror_server.cgit}")
+    result = fetch_plan(make_plan(firmware_repo, [RTL]), cache=Cache(tmp_path / "c"))
+    assert_intact(firmware_repo, result)
+    assert [r.shape for r in mirror_server.requests] == ["gitlab"]
+
+
+# -- the git source fills the same cache -------------------------------------------------
+
+
+def test_the_git_source_fills_the_same_cache(
+    firmware_repo: FirmwareRepo, mirror_server: MirrorServer, tmp_path: Path
+) -> None:
+    cache = Cache(tmp_path / "c")
+    url = firmware_repo.file_url
+    source = GitSource(url, cache.area("git") / clone_dir_name(url))
+    dead = f"http://127.0.0.1:{closed_port()}/-/raw/{{ref}}/{{path}}"
+    plan = make_plan(firmware_repo, [RTL, SPACED, NVRAM], ids=False, links=True)
+    result = fetch_plan(plan, sources=[PlainMirrorSource(dead, settings=FAST), source], cache=cache)
+    assert_intact(firmware_repo, result)
+    # The tree's ids were learnt and recorded: a plain mirror is not needed any more.
+    again = fetch_plan(
+        make_plan(firmware_repo, [RTL, SPACED, NVRAM]), mirrors=[mirror_server.cgit], cache=cache
+    )
+    assert not any(b.downloaded for b in again.blobs)
+    assert mirror_server.requests == []
+    assert (
+        fetch_text("WHENCE", firmware_repo.tag, sources=[source], cache=cache)
+        == firmware_repo.whence
+    )
