@@ -236,6 +236,16 @@ class Cache:
         """Create the root and its ``CACHEDIR.TAG`` (refusing a foreign, non-empty folder)."""
         if self._ready:
             return
+        try:
+            self._create()
+        except OSError as error:
+            raise UsageError(
+                f"cannot use {self.root} as the lkfirmware cache: {error.strerror or error}; "
+                f"choose another folder with --cache-dir or LKFIRMWARE_CACHE_DIR"
+            ) from error
+        self._ready = True
+
+    def _create(self) -> None:
         tag = self.root / TAG_NAME
         if not tag.exists():
             # Another process or thread may be creating this cache right now: only names
@@ -253,7 +263,6 @@ class Cache:
             atomic_write(tag, TAG_TEXT.encode())
         for sub in _AREAS:
             (self.root / sub).mkdir(exist_ok=True)
-        self._ready = True
 
     def incoming(self, key: str) -> Path:
         """The resumable temporary file for a download identified by ``key``."""

@@ -209,3 +209,10 @@ def test_digest_file(tmp_path: Path) -> None:
     assert digest.size == len(data)
     assert digest.sha256 == hashlib.sha256(data).hexdigest()
     assert digest.git_id == git_blob_id(data)
+
+
+def test_an_unusable_folder_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(UsageError, match="--cache-dir"):
+        Cache(blocker / "cache").ensure()

@@ -17,6 +17,7 @@ from lkfirmware.cache import Cache
 from lkfirmware.errors import FetchError, IntegrityError, UsageError
 from lkfirmware.fetch import fetch_plan, fetch_text
 from lkfirmware.lockfile import LockedFile, LockFile, read_lock, render_lock, write_lock
+from lkfirmware.mirrors import PRESETS
 from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
 from lkfirmware.sources.base import BlobMissing, SourceFailure
 from lkfirmware.sources.git import GitSource, clone_dir_name
@@ -29,6 +30,7 @@ BIG = "amdgpu/big_blob.bin"
 NVRAM = "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt"
 SPACED = "brcm/brcmfmac43455-sdio.MINIX-NEO Z83-4.txt"
 RTL = "rtl_nic/rtl8168h-1.fw"
+PRESET_GITLAB = PRESETS["gitlab"]
 
 
 def firmware_paths(repo: FirmwareRepo) -> list[str]:
@@ -251,6 +253,23 @@ def test_falls_back_on_connection_errors(
         settings=FAST,
     )
     assert_intact(firmware_repo, result)
+
+
+def test_an_unreachable_mirror_is_not_asked_again_in_the_same_fetch(
+    firmware_repo: FirmwareRepo, tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{closed_port()}/plain/{{path}}?h={{ref}}"
+    with pytest.raises(FetchError) as caught:
+        fetch_plan(
+            make_plan(firmware_repo, [RTL, NVRAM, SPACED]),
+            mirrors=[dead],
+            cache=Cache(tmp_path / "c"),
+            settings=FAST,
+            jobs=1,
+        )
+    message = str(caught.value)
+    assert message.count("cannot connect") == 3  # once as the cause, twice quoted
+    assert message.count("not tried, the mirror was unreachable") == 2
 
 
 def test_missing_everywhere_names_file_ref_and_mirrors(
@@ -790,3 +809,46 @@ def test_the_git_source_fills_the_same_cache(
         fetch_text("WHENCE", firmware_repo.tag, sources=[source], cache=cache)
         == firmware_repo.whence
     )
+
+
+# -- HTTP settings -----------------------------------------------------------------------
+
+
+def test_http_settings_from_the_environment() -> None:
+    settings = HttpSettings.from_env(
+        {
+            "LKFIRMWARE_HTTP_RETRIES": "7",
+            "LKFIRMWARE_HTTP_BACKOFF": "0.25",
+            "LKFIRMWARE_HTTP_TIMEOUT": "3",
+        }
+    )
+    assert (settings.retries, settings.backoff, settings.jitter) == (7, 0.25, 0.25)
+    assert (settings.connect_timeout, settings.read_timeout) == (3.0, 3.0)
+    assert HttpSettings.from_env({}) == HttpSettings()
+    for bad in ({"LKFIRMWARE_HTTP_RETRIES": "2.5"}, {"LKFIRMWARE_HTTP_TIMEOUT": "soon"}):
+        with pytest.raises(UsageError, match="LKFIRMWARE_HTTP_"):
+            HttpSettings.from_env(bad)
+
+
+def test_one_session_retries_with_backoff_and_jitter() -> None:
+    import inspect
+
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    from lkfirmware.sources.plain import make_session
+
+    session = make_session(HttpSettings(retries=3, backoff=0.5, jitter=0.2), pool_size=8)
+    adapter = session.get_adapter("https://mirror.example/")
+    assert isinstance(adapter, HTTPAdapter)
+    retry = adapter.max_retries
+    assert isinstance(retry, Retry)
+    assert (retry.total, retry.connect, retry.read, retry.status) == (3, 3, 3, 3)
+    assert {429, 500, 502, 503, 504} <= set(retry.status_forcelist or ())
+    assert 501 not in (retry.status_forcelist or ())
+    assert retry.backoff_factor == 0.5
+    if "backoff_jitter" in inspect.signature(Retry.__init__).parameters:
+        assert retry.backoff_jitter == 0.2
+    assert session.trust_env  # proxy variables apply
+    source = PlainMirrorSource(PRESET_GITLAB, session=session)
+    assert source.session is session

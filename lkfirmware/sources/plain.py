@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lkfirmware.errors import UsageError
 from lkfirmware.mirrors import blob_url, check_template
 from lkfirmware.plan import FirmwareFile
 from lkfirmware.sources.base import BlobMissing, SourceFailure
@@ -60,17 +61,29 @@ class HttpSettings:
     def from_env(cls, env: Mapping[str, str] = os.environ) -> HttpSettings:
         """Defaults, overridden by the ``LKFIRMWARE_HTTP_*`` variables in ``env``."""
         settings = cls()
-        retries = env.get("LKFIRMWARE_HTTP_RETRIES")
-        backoff = env.get("LKFIRMWARE_HTTP_BACKOFF")
-        timeout = env.get("LKFIRMWARE_HTTP_TIMEOUT")
-        if retries:
+        retries = _number(env, "LKFIRMWARE_HTTP_RETRIES")
+        backoff = _number(env, "LKFIRMWARE_HTTP_BACKOFF")
+        timeout = _number(env, "LKFIRMWARE_HTTP_TIMEOUT")
+        if retries is not None:
             settings = replace(settings, retries=int(retries))
-        if backoff:
-            settings = replace(settings, backoff=float(backoff), jitter=float(backoff))
-        if timeout:
-            seconds = float(timeout)
-            settings = replace(settings, read_timeout=seconds, connect_timeout=min(seconds, 10.0))
+        if backoff is not None:
+            settings = replace(settings, backoff=backoff, jitter=backoff)
+        if timeout is not None:
+            settings = replace(settings, read_timeout=timeout, connect_timeout=min(timeout, 10.0))
         return settings
+
+
+def _number(env: Mapping[str, str], name: str) -> float | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0 or (name.endswith("RETRIES") and not value.is_integer()):
+        raise UsageError(f"{name}={text!r} is not a valid number; unset it or give e.g. 3")
+    return value
 
 
 def make_session(settings: HttpSettings | None = None, *, pool_size: int = 8) -> requests.Session:
@@ -132,6 +145,25 @@ def _is_html_name(path: str) -> bool:
     return path.lower().endswith((".html", ".htm", ".xhtml"))
 
 
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps (requests -> urllib3 -> socket), outermost first."""
+    chain = [error]
+    for _ in range(6):
+        current = chain[-1]
+        inner = getattr(current, "reason", None) or (current.args[0] if current.args else None)
+        if not isinstance(inner, BaseException) or inner in chain:
+            break
+        chain.append(inner)
+    return chain
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """True when the server could not be reached at all (DNS, refused, connect timeout)."""
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    return any(isinstance(c, NewConnectionError | ConnectTimeoutError) for c in _causes(error))
+
+
 def describe_error(error: BaseException) -> str:
     """A one-line reason for a requests/urllib3 failure, without the noise."""
     import requests
@@ -142,16 +174,16 @@ def describe_error(error: BaseException) -> str:
         return "timed out waiting for data"
     if isinstance(error, requests.exceptions.ChunkedEncodingError):
         return "connection dropped mid-body"
-    reason: BaseException = error
-    for _ in range(4):
-        inner = getattr(reason, "reason", None) or (reason.args[0] if reason.args else None)
-        if not isinstance(inner, BaseException):
-            break
-        reason = inner
+    reason = _causes(error)[-1]
     text = str(reason).strip() or type(reason).__name__
+    for marker in ("Failed to establish a new connection: ", "Failed to resolve "):
+        if marker in text:
+            prefix = "cannot connect: " if marker.startswith("Failed to e") else "cannot resolve "
+            text = prefix + text.split(marker, 1)[1]
+            break
     if len(text) > 160:
         text = text[:157] + "..."
-    return f"{type(error).__name__}: {text}"
+    return text
 
 
 class PlainMirrorSource:
@@ -180,6 +212,8 @@ class PlainMirrorSource:
         self._session = session
         self._owns_session = session is None
         self._session_lock = threading.Lock()
+        self._unreachable: str | None = None
+        """Why the server could not be reached; later files skip it (a circuit breaker)."""
 
     def __repr__(self) -> str:
         return f"PlainMirrorSource({self.template!r})"
@@ -226,6 +260,10 @@ class PlainMirrorSource:
         import requests
 
         url = self.url(file.path, ref)
+        if self._unreachable is not None:
+            raise SourceFailure(
+                f"{url}: not tried, the mirror was unreachable ({self._unreachable})"
+            )
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         attempts = self.settings.resume_attempts + 1
         last_problem = ""
@@ -244,7 +282,10 @@ class PlainMirrorSource:
             try:
                 response = self.session.get(url, headers=headers, stream=True, timeout=timeout)
             except requests.RequestException as error:
-                raise SourceFailure(f"{url}: {describe_error(error)}") from error
+                problem = describe_error(error)
+                if is_unreachable(error):
+                    self._unreachable = problem
+                raise SourceFailure(f"{url}: {problem}") from error
             with response:
                 status = response.status_code
                 if status in (404, 410):
@@ -255,7 +296,13 @@ class PlainMirrorSource:
                     continue
                 if status not in (200, 206):
                     reason = f" {response.reason}" if response.reason else ""
-                    raise SourceFailure(f"{url}: HTTP {status}{reason}")
+                    count = self.settings.retries
+                    retried = (
+                        f" (after {count} {'retry' if count == 1 else 'retries'})"
+                        if status in RETRY_STATUSES and count
+                        else ""
+                    )
+                    raise SourceFailure(f"{url}: HTTP {status}{reason}{retried}")
                 content_type = response.headers.get("Content-Type", "").lower()
                 if "html" in content_type and not _is_html_name(file.path):
                     raise SourceFailure(
