@@ -23,14 +23,15 @@ import fnmatch
 import json
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lkfirmware.errors import UsageError
 from lkfirmware.links import link_destination, resolve_links
-from lkfirmware.plan import FirmwareFile, FirmwareLink, Licence
+from lkfirmware.plan import FirmwareFile, FirmwareLink, Licence, Record
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
+    from typing import Any
 
     from lkfirmware.whence import Whence
 
@@ -38,28 +39,26 @@ MAP_FORMAT = 2
 GLOB_CHARS = frozenset("*?[")
 
 
-class Driver(NamedTuple):
+class Driver(Record):
     """A WHENCE driver: its description and the files and links its sections declare."""
 
-    name: str
-    description: str
-    entries: tuple[str, ...]
+    __slots__ = ("name", "description", "entries")
+
+    def __init__(self, name: str, description: str, entries: tuple[str, ...]) -> None:
+        self.name = name
+        self.description = description
+        self.entries = entries
 
 
-class ModuleRequests(NamedTuple):
+class ModuleRequests(Record):
     """What one kernel module declares with ``MODULE_FIRMWARE()`` (may be globs)."""
 
-    name: str
-    firmware: tuple[str, ...]
-    depends: tuple[str, ...] = ()
+    __slots__ = ("name", "firmware", "depends")
 
-
-class _Group(NamedTuple):
-    """Files of one section that share a licence."""
-
-    section: int
-    licence: str | None
-    raw: bool
+    def __init__(self, name: str, firmware: tuple[str, ...], depends: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.firmware = firmware
+        self.depends = depends
 
 
 class Catalog:
@@ -84,14 +83,14 @@ class Catalog:
         self.tree = dict(tree or {})
         self.provenance = dict(provenance or {})
         self._sections = sections
-        self._file_group: dict[str, _Group] = {}
+        self._file_group: dict[str, tuple[int, str | None, bool]] = {}
         self.links: dict[str, str] = {}
         """Link name -> target as WHENCE writes it."""
         self._link_section: dict[str, int] = {}
         for index, section in enumerate(sections):
             for group in section["groups"]:
                 licence = group.get("licence")
-                plain, raw = _Group(index, licence, False), _Group(index, licence, True)
+                plain, raw = (index, licence, False), (index, licence, True)
                 for path in group.get("files", ()):
                     self._file_group[path] = plain
                 for path in group.get("raw", ()):
@@ -112,10 +111,9 @@ class Catalog:
         group = self._file_group.get(path)
         if group is None:
             return None
+        section, licence, raw = group
         size, git_id = self.tree.get(path, (None, None))
-        return FirmwareFile(
-            path, self.section_drivers(group.section), group.licence, group.raw, size, git_id
-        )
+        return FirmwareFile(path, self.section_drivers(section), licence, raw, size, git_id)
 
     def has_file(self, path: str) -> bool:
         return path in self._file_group
@@ -212,13 +210,11 @@ class Catalog:
 
     def driver(self, name: str) -> Driver | None:
         """A WHENCE driver by name (``-`` and ``_`` are the same, case-insensitive)."""
-        drivers = self.drivers
-        if name in drivers:
-            return drivers[name]
         wanted = normalise_module(name).lower()
-        for driver_name, driver in drivers.items():
-            if normalise_module(driver_name).lower() == wanted:
-                return driver
+        for section in self._sections:
+            for driver_name, _ in section["drivers"]:
+                if normalise_module(driver_name).lower() == wanted:
+                    return self.drivers[driver_name]
         return None
 
     def files_below(self, directory: str) -> list[str]:

@@ -516,7 +516,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             name, help=summary, description=summary, formatter_class=_HelpFormatter
         )
         sub.set_defaults(handler=handler)
-        if chosen is None or chosen == name or chosen not in COMMANDS:
+        if chosen == name:
             configure(sub)
     return parser
 
