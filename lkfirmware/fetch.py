@@ -307,6 +307,10 @@ def _fetch_one(
             return _Outcome(_cached(file.path, entry, downloaded=False))
         partial = cache.incoming(key)
         resumable = bool(getattr(source, "resumable", False))
+        if not (expected.git_id or expected.sha256 or is_immutable_ref(ref)):
+            # A branch may have moved since an earlier run left this partial download, and
+            # without an id nothing would notice a mix of old and new bytes.
+            partial.unlink(missing_ok=True)
         for _ in range(2):
             if not resumable:
                 partial.unlink(missing_ok=True)

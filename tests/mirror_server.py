@@ -20,10 +20,11 @@ honoured, and faults can be queued per path::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -53,6 +54,8 @@ class Fault:
     """``slow``: seconds before the answer (or, with ``in_body``, in the middle of it)."""
     in_body: bool = False
     content_type: str = "text/html; charset=utf-8"
+    then: Callable[[], None] | None = None
+    """``drop``: called after the connection is cut (e.g. to move a branch)."""
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,21 @@ class _State:
     latency: float = 0.0
     allow_range: bool = True
     faults: dict[str, list[Fault]] = field(default_factory=dict)
+    etags: bool = True
+    """Send ``ETag`` (the sha1 of the bytes) and honour ``If-Range``."""
+    _etag_cache: dict[int, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def etag(self, data: bytes) -> str:
+        with self.lock:
+            known = self._etag_cache.get(id(data))
+            if known is not None and known[0] is data:
+                return known[1]
+        tag = f'"{hashlib.sha1(data).hexdigest()}"'
+        with self.lock:
+            self._etag_cache[id(data)] = (data, tag)
+        return tag
 
     def take_fault(self, path: str) -> Fault | None:
         with self.lock:
@@ -154,7 +170,13 @@ class _Handler(BaseHTTPRequestHandler):
             data = data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
         status, start = 200, 0
         extra: dict[str, str] = {"Accept-Ranges": "bytes"} if state.allow_range else {}
+        etag = state.etag(data)
+        if state.etags:
+            extra["ETag"] = etag
         no_range = fault is not None and fault.kind == "no_range"
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and if_range != etag:
+            no_range = True  # the file changed: RFC 9110 says send all of it
         if range_header and state.allow_range and not no_range:
             spec = range_header.removeprefix("bytes=")
             first, _, last = spec.partition("-")
@@ -221,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
                 Request(path, ref, shape, range_header, status, sent, header_bytes)
             )
         if dropped:
+            if fault is not None and fault.then is not None:
+                fault.then()  # before the client can notice the cut and ask again
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -301,6 +325,14 @@ class MirrorServer:
         self._state.latency = seconds
 
     @property
+    def etags(self) -> bool:
+        return self._state.etags
+
+    @etags.setter
+    def etags(self, enabled: bool) -> None:
+        self._state.etags = enabled
+
+    @property
     def allow_range(self) -> bool:
         return self._state.allow_range
 
@@ -321,9 +353,19 @@ class MirrorServer:
         """Answer ``status`` (no body worth reading) instead of the file."""
         self.add_fault(path, Fault("status", times=times, status=status))
 
-    def drop(self, path: str, *, after: int, times: int | None = 1) -> None:
-        """Send the full headers, ``after`` body bytes, then cut the connection."""
-        self.add_fault(path, Fault("drop", times=times, after=after))
+    def drop(
+        self,
+        path: str,
+        *,
+        after: int,
+        times: int | None = 1,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """Send the full headers, ``after`` body bytes, then cut the connection.
+
+        ``then`` runs after the cut, before the client can ask again.
+        """
+        self.add_fault(path, Fault("drop", times=times, after=after, then=then))
 
     def corrupt(self, path: str, *, times: int | None = None) -> None:
         """Serve the file with one byte flipped (same length)."""

@@ -851,3 +851,46 @@ def test_one_session_retries_with_backoff_and_jitter() -> None:
     assert session.trust_env  # proxy variables apply
     source = PlainMirrorSource(PRESET_GITLAB, session=session)
     assert source.session is session
+
+
+# -- a branch that moves during a download ------------------------------------------------
+
+
+def moved(repo: FirmwareRepo, path: str) -> dict[str, bytes]:
+    files = dict(repo.files)
+    files[path] = bytes(b ^ 0x5A for b in files[path])
+    return files
+
+
+@pytest.mark.parametrize("etags", [True, False])
+def test_a_resume_never_mixes_two_versions_of_a_branch(
+    firmware_repo: FirmwareRepo, mirror_server: MirrorServer, tmp_path: Path, etags: bool
+) -> None:
+    new = moved(firmware_repo, BIG)
+    mirror_server.etags = etags
+    mirror_server.drop(BIG, after=1_000_000, then=lambda: mirror_server.set_files("main", new))
+    plan = make_plan(firmware_repo, [BIG], ids=False, ref="main")
+    result = fetch_plan(plan, mirrors=[mirror_server.cgit], cache=Cache(tmp_path), settings=FAST)
+    assert result.blobs[0].location.read_bytes() == new[BIG]
+    # With an ETag the resume carries If-Range and the server sends the whole new file;
+    # without one, a branch is not resumed at all.
+    first, second = mirror_server.requests
+    assert (first.status, second.status) == (200, 200)
+    assert (second.range is not None) is etags
+
+
+def test_a_partial_download_of_a_branch_is_not_resumed_in_a_later_run(
+    firmware_repo: FirmwareRepo, mirror_server: MirrorServer, tmp_path: Path
+) -> None:
+    cache = Cache(tmp_path)
+    plan = make_plan(firmware_repo, [BIG], ids=False, ref="main")
+    once = HttpSettings(retries=0, backoff=0.0, jitter=0.0, resume_attempts=0)
+    mirror_server.drop(BIG, after=1_000_000)
+    with pytest.raises(FetchError):
+        fetch_plan(plan, mirrors=[mirror_server.cgit], cache=cache, settings=once)
+    assert list((cache.root / "tmp").glob("*.incomplete"))
+    new = moved(firmware_repo, BIG)
+    mirror_server.set_files("main", new)
+    result = fetch_plan(plan, mirrors=[mirror_server.cgit], cache=cache, settings=once)
+    assert result.blobs[0].location.read_bytes() == new[BIG]
+    assert mirror_server.requests[-1].range is None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lkfirmware.cache import is_immutable_ref
 from lkfirmware.errors import UsageError
 from lkfirmware.mirrors import blob_url, check_template
 from lkfirmware.plan import FirmwareFile
@@ -267,6 +268,7 @@ class PlainMirrorSource:
         timeout = (self.settings.connect_timeout, self.settings.read_timeout)
         attempts = self.settings.resume_attempts + 1
         last_problem = ""
+        validator: str | None = None
         for attempt in range(attempts):
             if attempt:
                 time.sleep(min(self.settings.backoff * 2 ** (attempt - 1), 5.0))
@@ -279,6 +281,9 @@ class PlainMirrorSource:
             headers = {"Accept-Encoding": "identity"}
             if have:
                 headers["Range"] = f"bytes={have}-"
+                if validator:
+                    # The rest only if it is still the same file; else the server sends it all.
+                    headers["If-Range"] = validator
             try:
                 response = self.session.get(url, headers=headers, stream=True, timeout=timeout)
             except requests.RequestException as error:
@@ -308,6 +313,10 @@ class PlainMirrorSource:
                     raise SourceFailure(
                         f"{url}: served an HTML page ({content_type}), not firmware"
                     )
+                etag = response.headers.get("ETag", "")
+                if status == 200:
+                    strong = etag and not etag.startswith("W/")
+                    validator = etag if strong else response.headers.get("Last-Modified")
                 encoding = response.headers.get("Content-Encoding", "identity").lower()
                 encoded = encoding not in ("", "identity")
                 offset, total = 0, None
@@ -342,7 +351,9 @@ class PlainMirrorSource:
                                 progress(len(chunk))
                 except requests.RequestException as error:
                     last_problem = describe_error(error)
-                    if encoded:
+                    if encoded or not (validator or file.git_id or is_immutable_ref(ref)):
+                        # Nothing could tell if the file changed before the rest arrives
+                        # (a branch that moved): start again rather than mix two versions.
                         into.unlink(missing_ok=True)
                     continue
             written = into.stat().st_size
