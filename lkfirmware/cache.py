@@ -351,17 +351,26 @@ class Cache:
     def record(self, ref: str, path: str, entry: CacheEntry) -> None:
         """Record that ``path`` at ``ref`` is the blob ``entry`` (no rewrite if unchanged)."""
         self.ensure()
+        index_file = self._index_file(ref, path)
+        git_id = entry.git_id
+        try:
+            old = index_file.read_bytes()
+        except OSError:
+            old = b""
+        if git_id is None and old:
+            # Found by sha256 alone: keep the git id an earlier record knows.
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                record = json.loads(old)
+                if record.get("sha256") == entry.sha256:
+                    git_id = record.get("git_id")
         data = json.dumps(
-            {"path": path, "sha256": entry.sha256, "size": entry.size, "git_id": entry.git_id},
+            {"path": path, "sha256": entry.sha256, "size": entry.size, "git_id": git_id},
             sort_keys=True,
         ).encode()
-        index_file = self._index_file(ref, path)
-        try:
-            if index_file.read_bytes() == data:
+        if old == data:
+            with contextlib.suppress(OSError):
                 os.utime(index_file)
-                return
-        except OSError:
-            pass
+            return
         atomic_write(index_file, data)
         if entry.git_id and not self._id_file(entry.git_id).exists():
             atomic_write(self._id_file(entry.git_id), entry.sha256.encode())

@@ -328,14 +328,21 @@ def _fetch_one(
                 return _Outcome(kind="failed", reason=f"{source.label}: {error!r}")
             if not partial.is_file():
                 return _Outcome(kind="failed", reason=f"{source.label}: wrote nothing")
-            digest = digest_file(partial)
-            problem = check_digest(digest, expected)
-            if problem is None:
-                if not reported:
-                    progress(digest.size)
-                entry = cache.admit(partial, digest)
-                cache.record(ref, file.path, entry)
-                return _Outcome(_cached(file.path, entry, downloaded=True))
+            try:
+                digest = digest_file(partial)
+                problem = check_digest(digest, expected)
+                if problem is None:
+                    if not reported:
+                        progress(digest.size)
+                    entry = cache.admit(partial, digest)
+                    cache.record(ref, file.path, entry)
+                    return _Outcome(_cached(file.path, entry, downloaded=True))
+            except OSError as error:
+                partial.unlink(missing_ok=True)
+                raise FetchError(
+                    f"cannot store {file.path} in the cache {cache.root}: "
+                    f"{error.strerror or error}; free some space or choose another --cache-dir"
+                ) from error
             partial.unlink(missing_ok=True)
             if not resumed:
                 return _Outcome(kind="bad", reason=f"{source.label} served wrong bytes: {problem}")

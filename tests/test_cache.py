@@ -216,3 +216,13 @@ def test_an_unusable_folder_is_a_usage_error(tmp_path: Path) -> None:
     blocker.write_bytes(b"")
     with pytest.raises(UsageError, match="--cache-dir"):
         Cache(blocker / "cache").ensure()
+
+
+def test_a_record_without_git_id_keeps_the_known_one(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    put(cache, "20251215", "a.bin", b"data")
+    found = cache.by_sha256(hashlib.sha256(b"data").hexdigest())
+    assert found is not None and found.git_id is None
+    cache.record("20251215", "a.bin", found)
+    again = cache.by_ref_path("20251215", "a.bin")
+    assert again is not None and again.git_id == git_blob_id(b"data")
