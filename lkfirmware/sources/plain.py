@@ -351,17 +351,14 @@ class PlainMirrorSource:
                                 progress(len(chunk))
                 except requests.RequestException as error:
                     last_problem = describe_error(error)
-                    if encoded or not (validator or file.git_id or is_immutable_ref(ref)):
-                        # Nothing could tell if the file changed before the rest arrives
-                        # (a branch that moved): start again rather than mix two versions.
-                        into.unlink(missing_ok=True)
-                    continue
-            written = into.stat().st_size
-            if total is not None and written != total:
-                last_problem = f"the body ended after {written} of {total} bytes"
-                continue
-            return
-        raise SourceFailure(
-            f"{url}: {last_problem} (after {attempts} attempts; "
-            f"the partial download is kept and resumes next time)"
-        )
+                else:
+                    written = into.stat().st_size
+                    if total is None or written == total:
+                        return
+                    last_problem = f"the body ended after {written} of {total} bytes"
+                if encoded or not (validator or file.git_id or is_immutable_ref(ref)):
+                    # Nothing could tell whether the file changes before the rest arrives
+                    # (a branch that moves): start again rather than mix two versions.
+                    into.unlink(missing_ok=True)
+        kept = " the partial download is kept to resume;" if into.exists() else ""
+        raise SourceFailure(f"{url}: {last_problem} (after {attempts} attempts;{kept} try again)")
