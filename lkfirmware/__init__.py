@@ -3,7 +3,10 @@
 The data flow, one module per step::
 
     query -> catalog -> plan -> fetch (cache) -> stage -> config
-    resolve.py  catalog.py  plan.py  fetch.py/cache.py  stage.py  config.py
+    resolver.py  catalog.py  plan.py  fetcher.py, cache.py  stage.py  config.py
+
+(No module is named after a public function, so that importing a module never hides
+the function of the same name here.)
 
 The public API is re-exported here and imported lazily, so ``import lkfirmware`` and
 the command line stay fast.
@@ -30,8 +33,11 @@ _EXPORTS = {
     "FirmwareLink": "lkfirmware.plan",
     "fetch": "lkfirmware.api",
     "add_to_config": "lkfirmware.api",
-    "FetchResult": "lkfirmware.fetch",
-    "CachedBlob": "lkfirmware.fetch",
+    "write_firmware_yml": "lkfirmware.api",
+    "Fetched": "lkfirmware.api",
+    "ConfigUpdate": "lkfirmware.api",
+    "FetchResult": "lkfirmware.fetcher",
+    "CachedBlob": "lkfirmware.fetcher",
     "FilesEntry": "lkfirmware.config",
     "scan_modules": "lkfirmware.modules",
     "LkFirmwareError": "lkfirmware.errors",
@@ -45,8 +51,10 @@ __all__ = [
     "CachedBlob",
     "Catalog",
     "ConfigError",
+    "ConfigUpdate",
     "FetchError",
     "FetchResult",
+    "Fetched",
     "FilesEntry",
     "FirmwareFile",
     "FirmwareLink",
@@ -59,6 +67,7 @@ __all__ = [
     "load_catalog",
     "resolve",
     "scan_modules",
+    "write_firmware_yml",
 ]
 
 if TYPE_CHECKING:

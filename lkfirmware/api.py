@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from lkfirmware.cache import Cache
     from lkfirmware.catalog import Catalog
     from lkfirmware.config import ConfigChange, FilesEntry
-    from lkfirmware.fetch import FetchResult
+    from lkfirmware.fetcher import FetchResult
     from lkfirmware.modules import ModuleScan
     from lkfirmware.sources.base import BlobSource
     from lkfirmware.stage import Compression, StagedFile
@@ -99,7 +99,7 @@ def make_sources(
         )
     if not local:
         return None  # plain mirrors only: the fetcher builds them
-    from lkfirmware.fetch import build_sources
+    from lkfirmware.fetcher import build_sources
 
     remote = [mirror for mirror in given if mirror not in local]
     plain = iter(build_sources(remote)[0] if remote else [])
@@ -122,7 +122,7 @@ def catalog_at(
     shipped = load_catalog()
     if ref is None or ref == shipped.ref:
         return shipped
-    from lkfirmware.fetch import fetch_text
+    from lkfirmware.fetcher import fetch_text
 
     cache = open_cache(cache_dir)
     sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
@@ -285,7 +285,7 @@ def fetch(
         for blob in fetched.result.blobs:
             print(blob.path, blob.location)
     """
-    from lkfirmware.fetch import fetch_plan
+    from lkfirmware.fetcher import fetch_plan
 
     catalog = catalog_at(
         ref, mirrors=mirrors, source=source, git_url=git_url, cache_dir=cache_dir, offline=offline

@@ -353,7 +353,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         fetched = _fetch(args, [], kernel=kernel)
     else:
         from lkfirmware.api import Fetched
-        from lkfirmware.fetch import FetchResult
+        from lkfirmware.fetcher import FetchResult
         from lkfirmware.plan import Plan
 
         ref = args.ref or _catalog(args).ref

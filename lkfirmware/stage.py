@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from lkfirmware.config import FilesEntry
-    from lkfirmware.fetch import CachedBlob
+    from lkfirmware.fetcher import CachedBlob
     from lkfirmware.plan import FirmwareLink
 
 Compression = Literal["xz", "zstd"]

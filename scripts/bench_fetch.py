@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lkfirmware.cache import Cache, git_blob_id_of  # noqa: E402
-from lkfirmware.fetch import fetch_plan  # noqa: E402
+from lkfirmware.fetcher import fetch_plan  # noqa: E402
 from lkfirmware.plan import FirmwareFile, Plan  # noqa: E402
 from tests.mirror_server import MirrorServer  # noqa: E402
 
@@ -51,7 +51,7 @@ _CHILD = textwrap.dedent(
     import json, resource, sys, time
     sys.path.insert(0, sys.argv[1])
     from lkfirmware.cache import Cache
-    from lkfirmware.fetch import fetch_plan
+    from lkfirmware.fetcher import fetch_plan
     from lkfirmware.plan import FirmwareFile, Plan
     cache_dir, template, ref, path, size, git_id = sys.argv[2:8]
     plan = Plan(ref, files=(FirmwareFile(path, size=int(size), git_id=git_id),))

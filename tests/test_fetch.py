@@ -15,7 +15,7 @@ import pytest
 
 from lkfirmware.cache import Cache
 from lkfirmware.errors import FetchError, IntegrityError, UsageError
-from lkfirmware.fetch import fetch_plan, fetch_text
+from lkfirmware.fetcher import fetch_plan, fetch_text
 from lkfirmware.lockfile import LockedFile, LockFile, read_lock, render_lock, write_lock
 from lkfirmware.mirrors import PRESETS
 from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
