@@ -190,7 +190,6 @@ def plan(
     modules: Sequence[str] | None = None,
     all_modules: bool = False,
     strict: bool = False,
-    with_licences: bool = False,
 ) -> tuple[Plan, list[str]]:
     """Resolve queries, and the firmware a kernel's modules request, into one plan.
 
@@ -217,14 +216,6 @@ def plan(
             return Plan(ref=catalog.ref), warnings
         raise UsageError("nothing to fetch: give a query, or --kernel with --modules")
     result = resolve(queries, board=board, all_boards=all_boards, catalog=catalog, names=requested)
-    if with_licences:
-        extra = [
-            FirmwareFile(name)
-            for name in catalog.licence_files([item.licence for item in result.files])
-        ]
-        known = {item.path for item in result.files}
-        files = result.files + tuple(item for item in extra if item.path not in known)
-        result = result._replace(files=files)
     return result, warnings
 
 
@@ -285,7 +276,7 @@ def fetch(
         for blob in fetched.result.blobs:
             print(blob.path, blob.location)
     """
-    from lkfirmware.fetcher import fetch_plan
+    from lkfirmware.fetcher import build_sources, fetch_plan
 
     catalog = catalog_at(
         ref, mirrors=mirrors, source=source, git_url=git_url, cache_dir=cache_dir, offline=offline
@@ -299,45 +290,68 @@ def fetch(
         modules=modules,
         all_modules=all_modules,
         strict=strict,
-        with_licences=with_licences,
     )
     cache = open_cache(cache_dir)
     sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
-    licence_names = set(catalog.licence_files([f.licence for f in the_plan.files]))
-    licences = [f for f in the_plan.files if f.path in licence_names and with_licences]
-    firmware = the_plan._replace(files=tuple(f for f in the_plan.files if f not in licences))
-    result = fetch_plan(
-        firmware,
-        sources=sources,
-        mirrors=mirrors,
-        cache=cache,
-        jobs=jobs,
-        offline=offline,
-        lock=Path(lock) if lock is not None else None,
-        progress=progress,
-    )
-    extra_warnings = list(warnings)
-    for licence in licences:  # licence files are best effort: WHENCE may name a missing one
+    session = None
+    if sources is None:
+        sources, session = build_sources(mirrors, jobs=jobs)
+    try:
+        result = fetch_plan(
+            the_plan,
+            sources=sources,
+            cache=cache,
+            jobs=jobs,
+            offline=offline,
+            lock=Path(lock) if lock is not None else None,
+            progress=progress,
+        )
+        if with_licences:
+            result, missing = _add_licences(result, catalog, the_plan, sources, cache, offline)
+            warnings += missing
+    finally:
+        if session is not None:
+            session.close()
+    return Fetched(the_plan, result, tuple(warnings))
+
+
+def _add_licences(
+    result: FetchResult,
+    catalog: Catalog,
+    the_plan: Plan,
+    sources: Sequence[BlobSource],
+    cache: Cache,
+    offline: bool,
+) -> tuple[FetchResult, list[str]]:
+    """Fetch the licence files WHENCE names for the plan's files, best effort: WHENCE
+    sometimes names a licence file the tree does not have."""
+    from dataclasses import replace
+
+    from lkfirmware.fetcher import fetch_plan
+
+    warnings: list[str] = []
+    fetched = {blob.path for blob in result.blobs}
+    for name in catalog.licence_files([item.licence for item in the_plan.files]):
+        if name in fetched:
+            continue
         try:
             one = fetch_plan(
-                Plan(ref=firmware.ref, files=(licence,)),
+                Plan(ref=the_plan.ref, files=(FirmwareFile(name),)),
                 sources=sources,
-                mirrors=mirrors,
                 cache=cache,
                 offline=offline,
                 progress=False,
             )
         except FetchError as error:
-            extra_warnings.append(f"licence file {licence.path} not fetched: {error}")
+            warnings.append(f"licence file {name} not fetched: {error}")
             continue
-        result = result.__class__(
-            ref=result.ref,
+        result = replace(
+            result,
             blobs=result.blobs + one.blobs,
-            links=result.links,
             downloaded_bytes=result.downloaded_bytes + one.downloaded_bytes,
             cached_bytes=result.cached_bytes + one.cached_bytes,
         )
-    return Fetched(the_plan, result, tuple(extra_warnings))
+    return result, warnings
 
 
 # -- staging and the config --------------------------------------------------------------

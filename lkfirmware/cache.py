@@ -155,15 +155,15 @@ class CacheInfo:
         """Human-readable summary, one fact a line."""
         out = [
             f"cache: {self.root}",
-            f"blobs: {self.blobs} ({_human(self.blob_bytes)})",
+            f"blobs: {self.blobs} ({human_size(self.blob_bytes)})",
             f"index entries: {self.entries} in {len(self.refs)} ref(s)",
         ]
         out += [f"  {ref}: {count}" for ref, count in self.refs]
         out.append(f"texts: {self.texts}")
         if self.incomplete:
-            out.append(f"incomplete downloads: {self.incomplete} ({_human(self.incomplete_bytes)})")
+            out.append(f"incomplete downloads: {self.incomplete} ({human_size(self.incomplete_bytes)})")
         if self.other_bytes:
-            out.append(f"other (git clone etc.): {_human(self.other_bytes)}")
+            out.append(f"other (git clone etc.): {human_size(self.other_bytes)}")
         return out
 
 
@@ -178,7 +178,8 @@ class PruneResult:
     freed_bytes: int
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """Bytes for people: 635449 -> "620.6 KiB"."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":

@@ -41,15 +41,6 @@ def _warn(message: str) -> None:
     print(f"lkfirmware: warning: {message}", file=sys.stderr)
 
 
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
-
-
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, told the terminal width so that it does not import shutil:
     argparse builds one for every ``add_argument`` call, and start-up time matters."""
@@ -246,6 +237,8 @@ def _fetch(args: argparse.Namespace, queries: Sequence[str], kernel: Any = None)
 
 
 def _report_fetch(args: argparse.Namespace, fetched: Fetched) -> None:
+    from lkfirmware.cache import human_size
+
     result = fetched.result
     if args.json:
         _print_json(result.records())
@@ -260,8 +253,8 @@ def _report_fetch(args: argparse.Namespace, fetched: Fetched) -> None:
         total = result.downloaded_bytes + result.cached_bytes
         print(
             f"{count} file(s), {len(result.links)} link(s) at {result.ref[:12]}: "
-            f"{_human(total)}; downloaded {_human(result.downloaded_bytes)}, "
-            f"from the cache {_human(result.cached_bytes)}",
+            f"{human_size(total)}; downloaded {human_size(result.downloaded_bytes)}, "
+            f"from the cache {human_size(result.cached_bytes)}",
             file=sys.stderr,
         )
 
@@ -407,6 +400,7 @@ def cmd_modules(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from lkfirmware.api import open_cache
+    from lkfirmware.cache import human_size
 
     cache = open_cache(args.cache_dir)
     if args.action == "info":
@@ -428,7 +422,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         )
         verb = "would free" if args.dry_run else "freed"
         print(
-            f"{verb} {_human(result.freed_bytes)}: {result.blobs} blob(s), "
+            f"{verb} {human_size(result.freed_bytes)}: {result.blobs} blob(s), "
             f"{result.entries} index entries, {result.texts} text(s), "
             f"{result.incomplete} incomplete download(s)"
         )
