@@ -161,7 +161,9 @@ class CacheInfo:
         out += [f"  {ref}: {count}" for ref, count in self.refs]
         out.append(f"texts: {self.texts}")
         if self.incomplete:
-            out.append(f"incomplete downloads: {self.incomplete} ({human_size(self.incomplete_bytes)})")
+            out.append(
+                f"incomplete downloads: {self.incomplete} ({human_size(self.incomplete_bytes)})"
+            )
         if self.other_bytes:
             out.append(f"other (git clone etc.): {human_size(self.other_bytes)}")
         return out
