@@ -139,7 +139,8 @@ class FirmwareRepo:
         return self.bare.as_uri()
 
 
-def _git(cwd: Path, *args: str) -> str:
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity and date; its output, stripped."""
     env = dict(
         os.environ,
         GIT_AUTHOR_NAME="lkfirmware tests",
@@ -169,15 +170,15 @@ def make_firmware_repo(
         target = work / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    _git(work, "init", "-q", "-b", "main")
-    _git(work, "add", "-A")
-    _git(work, "commit", "-q", "-m", "linux-firmware test tree")
-    _git(work, "tag", tag)
-    commit = _git(work, "rev-parse", "HEAD")
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "linux-firmware test tree")
+    git(work, "tag", tag)
+    commit = git(work, "rev-parse", "HEAD")
     bare = root / "bare.git"
-    _git(root, "clone", "-q", "--bare", str(work), str(bare))
-    _git(bare, "config", "uploadpack.allowFilter", "true")
-    _git(bare, "config", "uploadpack.allowAnySHA1InWant", "true")
+    git(root, "clone", "-q", "--bare", str(work), str(bare))
+    git(bare, "config", "uploadpack.allowFilter", "true")
+    git(bare, "config", "uploadpack.allowAnySHA1InWant", "true")
     links = {
         "brcm/brcmfmac43455-sdio.bin": "../cypress/cyfmac43455-sdio.bin",
         "brcm/brcmfmac43455-sdio.clm_blob": "../cypress/cyfmac43455-sdio.clm_blob",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -23,23 +22,10 @@ from lkfirmware.sources.git import (
     tree_blob_ids,
     tree_listing,
 )
-from tests.fwrepo import FirmwareRepo, git_blob_id, make_firmware_repo
+from tests.fwrepo import FirmwareRepo, git, git_blob_id, make_firmware_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"rtl_nic/rtl8168h-1.fw": 4_000, "rtl_nic/rtl8168h-2.fw": 4_100, "a b/c,d.bin": 900}
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.invalid",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.invalid",
-    )
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def present_blobs(clone: Path, commit: str) -> set[str]:
