@@ -1,6 +1,9 @@
 """The whole job through the command line, against a loopback mirror: resolve, fetch,
 stage, write the config; again (a no-op); --check; --output; --ref; links; boards;
-compression; licences; lock files; failures with their exit statuses."""
+compression; licences; lock files; kernels; sources; failures with their exit statuses.
+
+Each test reads like a session at a terminal: ``lk("fetch", "brcmfmac43602", *cfg)``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,11 @@ import json
 import lzma
 import os
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from ruamel.yaml import YAML
@@ -18,11 +25,22 @@ from lkfirmware.cli import main
 from lkfirmware.config import linuxkit_problems
 from tests.conftest import SHARED
 from tests.fwrepo import FirmwareRepo
-from tests.kmodules import make_module, module_fields, write_module
+from tests.kmodules import make_kernel_tar, make_module, module_fields, write_module
 from tests.mirror_server import MirrorServer
 
 PINNED = load_catalog().ref
 SEED_FILE = "brcm/brcmfmac43602-pcie.bin"
+PI4 = ("brcmfmac43455", "--board", "raspberrypi,4-model-b")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Result(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+Lk = Callable[..., Result]
 
 
 @pytest.fixture
@@ -34,7 +52,7 @@ def server(mirror_server: MirrorServer, firmware_repo: FirmwareRepo) -> MirrorSe
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A LinuxKit project folder with the seed's config, and a private cache."""
+    """A LinuxKit project folder with a real config, and a private cache."""
     folder = tmp_path / "project"
     folder.mkdir()
     shutil.copy(SHARED / "corpus" / "minimal.yml", folder / "linuxkit.yml")
@@ -42,10 +60,33 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+@pytest.fixture
+def config(project: Path) -> Path:
+    return project / "linuxkit.yml"
+
+
+@pytest.fixture
+def lk(capsys: pytest.CaptureFixture[str]) -> Lk:
+    """Run ``lkfirmware ARGS...`` in-process; its exit status, stdout and stderr."""
+
+    def run(*argv: str) -> Result:
+        code = main([str(arg) for arg in argv])
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def cfg(config: Path, server: MirrorServer) -> tuple[str, ...]:
+    """Options of a quiet fetch into ``config`` from the cgit-shaped mirror."""
+    return ("--config", str(config), "--mirror", server.cgit, "--quiet")
+
+
+@pytest.fixture
+def tag(firmware_repo: FirmwareRepo) -> tuple[str, ...]:
+    """Work at the generated repository's tag: its WHENCE is fetched and becomes the catalog."""
+    return ("--ref", firmware_repo.tag)
 
 
 def files_entries(config: Path) -> dict[str, dict[str, object]]:
@@ -54,28 +95,15 @@ def files_entries(config: Path) -> dict[str, dict[str, object]]:
 
 
 def test_seed_entry_end_to_end(
-    server: MirrorServer,
-    project: Path,
+    lk: Lk, cfg: tuple[str, ...], config: Path, project: Path, server: MirrorServer,
     firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    config = project / "linuxkit.yml"
+) -> None:  # fmt: skip
     before = config.read_text()
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "brcmfmac43602",
-        "--config",
-        str(config),
-        "--mirror",
-        server.cgit,
-        "--quiet",
-    )
-    assert code == 0, err
+    result = lk("fetch", "brcmfmac43602", *cfg)
+    assert result.code == 0, result.err
     text = config.read_text()
     assert text.startswith(before)  # nothing else changed: the entry was appended
-    entry = files_entries(config)[f"/lib/firmware/{SEED_FILE}"]
-    assert entry == {
+    assert files_entries(config)[f"/lib/firmware/{SEED_FILE}"] == {
         "path": f"/lib/firmware/{SEED_FILE}",
         "source": f"firmware/{SEED_FILE}",
         "mode": "0644",
@@ -85,134 +113,70 @@ def test_seed_entry_end_to_end(
     assert staged.read_bytes() == firmware_repo.files[SEED_FILE]
     assert linuxkit_problems(text) == []
     lock = json.loads((project / "lkfirmware.lock").read_text())
-    assert lock["ref"] == PINNED and SEED_FILE in json.dumps(lock)
+    assert lock["ref"] == PINNED and SEED_FILE in lock["files"]
     assert server.count(SEED_FILE) == 1
 
     # Again: byte-identical, not rewritten, nothing downloaded.
     mtime = config.stat().st_mtime_ns
-    assert (
-        run(
-            capsys,
-            "fetch",
-            "brcmfmac43602",
-            "--config",
-            str(config),
-            "--mirror",
-            server.cgit,
-            "--quiet",
-        )[0]
-        == 0
-    )
+    assert lk("fetch", "brcmfmac43602", *cfg).code == 0
     assert config.read_text() == text and config.stat().st_mtime_ns == mtime
     assert server.count(SEED_FILE) == 1
 
     # --check is green; a deleted staged blob or a missing entry makes it red.
-    assert (
-        run(
-            capsys,
-            "fetch",
-            "brcmfmac43602",
-            "--config",
-            str(config),
-            "--mirror",
-            server.cgit,
-            "--check",
-        )[0]
-        == 0
-    )
+    assert lk("fetch", "brcmfmac43602", *cfg, "--check").code == 0
     staged.unlink()
-    code, out, _ = run(
-        capsys,
-        "fetch",
-        "brcmfmac43602",
-        "--config",
-        str(config),
-        "--mirror",
-        server.cgit,
-        "--check",
-    )
-    assert code == 1 and "would stage" in out
+    result = lk("fetch", "brcmfmac43602", *cfg, "--check")
+    assert result.code == 1 and "would stage" in result.out
     assert not staged.exists()  # --check writes nothing
-    code, out, _ = run(
-        capsys, "fetch", "rtl8168h", "--config", str(config), "--mirror", server.cgit, "--check"
-    )
-    assert code == 1
-    assert "+  - path: /lib/firmware/rtl_nic/rtl8168h-2.fw" in out
+    result = lk("fetch", "rtl8168h", *cfg, "--check")
+    assert result.code == 1
+    assert "+  - path: /lib/firmware/rtl_nic/rtl8168h-2.fw" in result.out
     assert config.read_text() == text
 
 
 def test_dry_run_prints_the_diff_and_changes_nothing(
-    server: MirrorServer, project: Path, capsys: pytest.CaptureFixture[str]
+    lk: Lk, cfg: tuple[str, ...], config: Path, project: Path
 ) -> None:
-    config = project / "linuxkit.yml"
     before = config.read_bytes()
-    code, out, _ = run(
-        capsys, "fetch", "rtl8168h", "--config", str(config), "--mirror", server.gitlab, "--dry-run"
-    )
-    assert code == 0
-    assert out.startswith("---") and "+files:" in out
+    result = lk("fetch", "rtl8168h", *cfg, "--dry-run")
+    assert result.code == 0
+    assert result.out.startswith("---") and "+files:" in result.out
     assert config.read_bytes() == before
     assert not (project / "firmware").exists()
     assert not (project / "lkfirmware.lock").exists()
 
 
 def test_board_links_and_other_ref(
-    server: MirrorServer,
-    project: Path,
+    lk: Lk, tag: tuple[str, ...], config: Path, project: Path, server: MirrorServer,
     firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+) -> None:  # fmt: skip
     """--ref takes the catalog from that ref's WHENCE, fetched from the mirror."""
-    config = project / "linuxkit.yml"
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "brcmfmac43455",
-        "--board",
-        "raspberrypi,4-model-b",
-        "--ref",
-        firmware_repo.tag,
-        "--config",
-        str(config),
-        "--mirror",
-        server.gitlab,
-        "--quiet",
-    )
-    assert code == 0, err
+    result = lk("fetch", *PI4, *tag, "--config", config, "--mirror", server.gitlab, "--quiet")
+    assert result.code == 0, result.err
     entries = files_entries(config)
     assert entries["/lib/firmware/brcm/brcmfmac43455-sdio.bin"] == {
         "path": "/lib/firmware/brcm/brcmfmac43455-sdio.bin",
         "symlink": "../cypress/cyfmac43455-sdio.bin",
         "mode": "0644",
     }
-    nvram = "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt"
-    assert entries[f"/lib/firmware/{nvram}"]["source"] == f"firmware/{nvram}"
-    assert (project / "firmware" / nvram).read_bytes() == firmware_repo.files[nvram]
-    blob = "cypress/cyfmac43455-sdio.bin"
-    assert (project / "firmware" / blob).read_bytes() == firmware_repo.files[blob]
+    for blob in (
+        "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
+        "cypress/cyfmac43455-sdio.bin",
+    ):
+        assert entries[f"/lib/firmware/{blob}"]["source"] == f"firmware/{blob}"
+        assert (project / "firmware" / blob).read_bytes() == firmware_repo.files[blob]
     # links are never downloaded
     assert not any("brcmfmac43455-sdio.bin" in path for path in server.paths_requested())
     assert server.count("WHENCE") == 1
 
 
 def test_output_writes_a_firmware_only_yml(
-    server: MirrorServer, project: Path, capsys: pytest.CaptureFixture[str]
+    lk: Lk, config: Path, project: Path, server: MirrorServer
 ) -> None:
-    config = project / "linuxkit.yml"
     before = config.read_bytes()
     output = project / "firmware.yml"
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "rtl8168h",
-        "brcmfmac43602",
-        "--output",
-        str(output),
-        "--mirror",
-        server.cgit,
-        "--quiet",
-    )
-    assert code == 0, err
+    result = lk("fetch", "rtl8168h", "brcmfmac43602", "--output", output, "--mirror", server.cgit)
+    assert result.code == 0, result.err
     assert config.read_bytes() == before
     data = YAML(typ="safe").load(output.read_text())
     assert set(data) == {"files"}
@@ -224,419 +188,215 @@ def test_output_writes_a_firmware_only_yml(
 
 
 def test_fetch_json_and_absolute_sources(
-    server: MirrorServer,
-    project: Path,
-    firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
+    lk: Lk, cfg: tuple[str, ...], config: Path, server: MirrorServer, firmware_repo: FirmwareRepo
 ) -> None:
-    code, out, _ = run(capsys, "fetch", "brcmfmac43602", "--mirror", server.cgit, "--json")
-    assert code == 0
-    (record,) = json.loads(out)
+    result = lk("fetch", "brcmfmac43602", "--mirror", server.cgit, "--json")
+    assert result.code == 0
+    (record,) = json.loads(result.out)
     assert record["path"] == SEED_FILE and record["size"] == len(firmware_repo.files[SEED_FILE])
     assert Path(record["location"]).read_bytes() == firmware_repo.files[SEED_FILE]
 
-    config = project / "linuxkit.yml"
-    assert (
-        run(
-            capsys,
-            "fetch",
-            "brcmfmac43602",
-            "--config",
-            str(config),
-            "--absolute-sources",
-            "--mirror",
-            server.cgit,
-            "--quiet",
-        )[0]
-        == 0
-    )
-    source = files_entries(config)[f"/lib/firmware/{SEED_FILE}"]["source"]
-    assert os.path.isabs(str(source)) and Path(str(source)).is_file()
+    assert lk("fetch", "brcmfmac43602", *cfg, "--absolute-sources").code == 0
+    source = str(files_entries(config)[f"/lib/firmware/{SEED_FILE}"]["source"])
+    assert os.path.isabs(source) and Path(source).read_bytes() == firmware_repo.files[SEED_FILE]
 
 
 def test_compressed_staging(
-    server: MirrorServer,
-    project: Path,
+    lk: Lk, cfg: tuple[str, ...], tag: tuple[str, ...], config: Path, project: Path,
     firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    config = project / "linuxkit.yml"
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "brcmfmac43455",
-        "--board",
-        "raspberrypi,4-model-b",
-        "--ref",
-        firmware_repo.tag,
-        "--config",
-        str(config),
-        "--compress",
-        "xz",
-        "--mirror",
-        server.cgit,
-        "--quiet",
-    )
-    assert code == 0, err
+) -> None:  # fmt: skip
+    result = lk("fetch", *PI4, *tag, *cfg, "--compress", "xz")
+    assert result.code == 0, result.err
     entries = files_entries(config)
     link = entries["/lib/firmware/brcm/brcmfmac43455-sdio.bin.xz"]
     assert link["symlink"] == "../cypress/cyfmac43455-sdio.bin.xz"
+    assert "/lib/firmware/cypress/cyfmac43455-sdio.bin" not in entries
     staged = project / "firmware" / "cypress" / "cyfmac43455-sdio.bin.xz"
     with lzma.open(staged) as stream:
         assert stream.read() == firmware_repo.files["cypress/cyfmac43455-sdio.bin"]
     assert staged.read_bytes()[6:8] == b"\x00\x01"  # stream flags: CRC32 check
-    assert "/lib/firmware/cypress/cyfmac43455-sdio.bin" not in entries
     mtime = config.stat().st_mtime_ns
-    assert (
-        run(
-            capsys,
-            "fetch",
-            "brcmfmac43455",
-            "--board",
-            "raspberrypi,4-model-b",
-            "--ref",
-            firmware_repo.tag,
-            "--config",
-            str(config),
-            "--compress",
-            "xz",
-            "--mirror",
-            server.cgit,
-            "--check",
-        )[0]
-        == 0
-    )
+    assert lk("fetch", *PI4, *tag, *cfg, "--compress", "xz", "--check").code == 0
     assert config.stat().st_mtime_ns == mtime
 
 
 def test_raw_files_stay_uncompressed(
-    server: MirrorServer,
-    project: Path,
-    firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
+    lk: Lk, cfg: tuple[str, ...], tag: tuple[str, ...], config: Path
 ) -> None:
-    config = project / "linuxkit.yml"
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "amdgpu/psp_13_0_0_ta.bin",
-        "--ref",
-        firmware_repo.tag,
-        "--config",
-        str(config),
-        "--compress",
-        "zstd",
-        "--mirror",
-        server.cgit,
-        "--quiet",
-    )
-    assert code == 0, err
-    assert "/lib/firmware/amdgpu/psp_13_0_0_ta.bin" in files_entries(config)
+    result = lk("fetch", "amdgpu/psp_13_0_0_ta.bin", "amdgpu/big_blob.bin", *tag, *cfg,
+                "--compress", "zstd")  # fmt: skip
+    assert result.code == 0, result.err
+    entries = files_entries(config)
+    assert "/lib/firmware/amdgpu/psp_13_0_0_ta.bin" in entries  # RawFile: as it is
+    assert "/lib/firmware/amdgpu/big_blob.bin.zst" in entries
 
 
 def test_with_licences(
-    server: MirrorServer,
-    project: Path,
-    firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
+    lk: Lk, cfg: tuple[str, ...], config: Path, project: Path, firmware_repo: FirmwareRepo
 ) -> None:
-    config = project / "linuxkit.yml"
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "brcmfmac43602",
-        "--with-licences",
-        "--config",
-        str(config),
-        "--mirror",
-        server.cgit,
-        "--quiet",
-    )
-    assert code == 0, err
+    result = lk("fetch", "brcmfmac43602", "--with-licences", *cfg)
+    assert result.code == 0, result.err
     entry = files_entries(config)["/lib/firmware/LICENCE.broadcom_bcm43xx"]
-    assert (project / str(entry["source"])).read_bytes() == (
-        firmware_repo.files["LICENCE.broadcom_bcm43xx"]
-    )
+    licence = firmware_repo.files["LICENCE.broadcom_bcm43xx"]
+    assert (project / str(entry["source"])).read_bytes() == licence
 
 
 def test_missing_everywhere_exits_3_and_writes_nothing(
-    server: MirrorServer, project: Path, capsys: pytest.CaptureFixture[str]
+    lk: Lk, cfg: tuple[str, ...], config: Path, project: Path, server: MirrorServer
 ) -> None:
-    config = project / "linuxkit.yml"
     before = config.read_bytes()
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "iwlwifi-cc-a0",
-        "--config",
-        str(config),
-        "--mirror",
-        server.cgit,
-        "--mirror",
-        server.gitlab,
-        "--quiet",
-    )
-    assert code == 3
-    assert "intel/iwlwifi/iwlwifi-cc-a0-77.ucode" in err and PINNED in err
+    result = lk("fetch", "iwlwifi-cc-a0", *cfg, "--mirror", server.gitlab)
+    assert result.code == 3
+    assert "intel/iwlwifi/iwlwifi-cc-a0-77.ucode" in result.err and PINNED in result.err
     assert config.read_bytes() == before
     assert not (project / "firmware").exists()
 
 
-def test_lock_mismatch_exits_4(
-    server: MirrorServer, project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = project / "linuxkit.yml"
-    assert (
-        run(
-            capsys,
-            "fetch",
-            "brcmfmac43602",
-            "--config",
-            str(config),
-            "--mirror",
-            server.cgit,
-            "--quiet",
-        )[0]
-        == 0
-    )
+def test_lock_mismatch_exits_4(lk: Lk, cfg: tuple[str, ...], config: Path, project: Path) -> None:
+    assert lk("fetch", "brcmfmac43602", *cfg).code == 0
     lock = project / "lkfirmware.lock"
     data = json.loads(lock.read_text())
-    for record in data["files"].values() if isinstance(data["files"], dict) else data["files"]:
-        record["sha256"] = "0" * 64
+    data["files"][SEED_FILE]["sha256"] = "0" * 64
     lock.write_text(json.dumps(data))
     before = config.read_bytes()
-    code, _, err = run(
-        capsys,
-        "fetch",
-        "brcmfmac43602",
-        "--config",
-        str(config),
-        "--mirror",
-        server.cgit,
-        "--quiet",
-        "--cache-dir",
-        str(project / "c2"),
-    )
-    assert code == 4, err
+    result = lk("fetch", "brcmfmac43602", *cfg, "--cache-dir", project / "fresh-cache")
+    assert result.code == 4, result.err
     assert config.read_bytes() == before
 
 
-def test_unknown_query_exits_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "fetch", "brcmfmac4345", "--config", str(project / "linuxkit.yml"))
-    assert code == 2 and "brcmfmac43455" in err
+def test_unknown_query_exits_2(lk: Lk, config: Path) -> None:
+    result = lk("fetch", "brcmfmac4345", "--config", config)
+    assert result.code == 2 and "brcmfmac43455" in result.err
 
 
 def test_kernel_modules_and_sync(
-    server: MirrorServer,
-    project: Path,
-    tmp_path: Path,
-    firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
+    lk: Lk, cfg: tuple[str, ...], tag: tuple[str, ...], config: Path, tmp_path: Path
 ) -> None:
     modules = tmp_path / "root" / "lib" / "modules" / "6.12.0-test"
-    write_module(
-        modules / "kernel" / "brcmfmac.ko.xz",
-        make_module(
-            module_fields(
-                "brcmfmac",
-                firmware=["brcm/brcmfmac43602-pcie.bin", "brcm/brcmfmac4350-pcie.bin"],
-                depends=["brcmutil"],
-            )
-        ),
+    brcmfmac = module_fields(
+        "brcmfmac",
+        firmware=["brcm/brcmfmac43602-pcie.bin", "brcm/brcmfmac4350-pcie.bin"],
+        depends=["brcmutil"],
     )
+    write_module(modules / "kernel" / "brcmfmac.ko.xz", make_module(brcmfmac))
     write_module(modules / "kernel" / "brcmutil.ko.zst", make_module(module_fields("brcmutil")))
-    write_module(
-        modules / "kernel" / "r8169.ko",
-        make_module(module_fields("r8169", firmware=["rtl_nic/rtl8168h-2.fw"])),
-    )
+    r8169 = module_fields("r8169", firmware=["rtl_nic/rtl8168h-2.fw"])
+    write_module(modules / "kernel" / "r8169.ko", make_module(r8169))
 
-    code, out, _ = run(capsys, "modules", str(modules))
-    assert code == 0
-    assert "brcmfmac  (depends: brcmutil)\n    brcm/brcmfmac43602-pcie.bin\n" in out
+    result = lk("modules", modules)
+    assert result.code == 0
+    assert "brcmfmac  (depends: brcmutil)\n    brcm/brcmfmac43602-pcie.bin\n" in result.out
 
-    config = project / "linuxkit.yml"
-    text = config.read_text().replace(
-        "onboot:\n",
-        "onboot:\n  - name: modprobe\n    image: linuxkit/modprobe:v1\n"
-        '    command: ["modprobe", "-a", "brcmfmac", "btusb"]\n'
-        "  - name: nic\n    image: linuxkit/modprobe:v1\n"
-        '    command: ["/bin/sh", "-c", "modprobe r8169 && echo ok"]\n',
-        1,
+    config.write_text(
+        config.read_text().replace(
+            "onboot:\n",
+            "onboot:\n"
+            "  - name: modprobe\n"
+            "    image: linuxkit/modprobe:v1\n"
+            '    command: ["modprobe", "-a", "brcmfmac", "btusb"]\n'
+            "  - name: nic\n"
+            "    image: linuxkit/modprobe:v1\n"
+            '    command: ["/bin/sh", "-c", "modprobe r8169 && echo ok"]\n',
+            1,
+        )
     )
-    config.write_text(text)
-    code, _, err = run(
-        capsys,
-        "sync",
-        str(config),
-        "--kernel",
-        str(modules),
-        "--ref",
-        firmware_repo.tag,
-        "--mirror",
-        server.cgit,
-        "--quiet",
-    )
-    # brcmfmac4350-pcie.bin is not in the test mirror's catalog: a warning, not an error
-    assert code == 0, err
-    assert "missing firmware brcm/brcmfmac4350-pcie.bin for module brcmfmac" in err
-    assert "btusb" in err
-    paths = set(files_entries(config))
-    assert paths == {f"/lib/firmware/{SEED_FILE}", "/lib/firmware/rtl_nic/rtl8168h-2.fw"}
-    tag = ["--ref", firmware_repo.tag]
-    assert (
-        run(
-            capsys,
-            "sync",
-            str(config),
-            "--kernel",
-            str(modules),
-            *tag,
-            "--mirror",
-            server.cgit,
-            "--check",
-        )[0]
-        == 0
-    )
-    assert (
-        run(
-            capsys,
-            "sync",
-            str(config),
-            "--kernel",
-            str(modules),
-            *tag,
-            "--mirror",
-            server.cgit,
-            "--strict",
-            "--quiet",
-        )[0]
-        == 3
-    )
+    sync = ("sync", config, "--kernel", modules, *tag, *cfg[2:])
+    result = lk(*sync)
+    # brcmfmac4350-pcie.bin is not in the generated repository: a warning, not an error
+    assert result.code == 0, result.err
+    assert "missing firmware brcm/brcmfmac4350-pcie.bin for module brcmfmac" in result.err
+    assert "btusb" in result.err
+    assert set(files_entries(config)) == {
+        f"/lib/firmware/{SEED_FILE}",
+        "/lib/firmware/rtl_nic/rtl8168h-2.fw",
+    }
+    assert lk(*sync, "--check").code == 0
+    assert lk(*sync, "--strict").code == 3
 
     # fetch --kernel --modules: the named module and its dependencies
-    code, out, _ = run(
-        capsys,
-        "fetch",
-        "--kernel",
-        str(modules),
-        "--modules",
-        "r8169",
-        *tag,
-        "--mirror",
-        server.cgit,
-        "--json",
-    )
-    assert code == 0
-    assert [r["path"] for r in json.loads(out)] == ["rtl_nic/rtl8168h-2.fw"]
+    result = lk("fetch", "--kernel", modules, "--modules", "r8169", *tag, *cfg[2:4], "--json")
+    assert result.code == 0
+    assert [record["path"] for record in json.loads(result.out)] == ["rtl_nic/rtl8168h-2.fw"]
 
 
-def test_cache_commands(
-    server: MirrorServer, project: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert run(capsys, "fetch", "brcmfmac43602", "--mirror", server.cgit, "--quiet")[0] == 0
-    code, out, _ = run(capsys, "cache", "info")
-    assert code == 0 and "blobs: 1" in out
-    assert run(capsys, "cache", "verify")[0] == 0
-    assert run(capsys, "cache", "clear")[0] == 0
-    assert "blobs: 0" in run(capsys, "cache", "info")[1]
-    code, _, err = run(capsys, "fetch", "brcmfmac43602", "--offline", "--quiet")
-    assert code == 3 and SEED_FILE in err
+def test_cache_commands(lk: Lk, project: Path, server: MirrorServer) -> None:
+    assert lk("fetch", "brcmfmac43602", "--mirror", server.cgit, "--quiet").code == 0
+    result = lk("cache", "info")
+    assert result.code == 0 and "blobs: 1" in result.out
+    assert lk("cache", "verify").code == 0
+    assert lk("cache", "clear").code == 0
+    assert "blobs: 0" in lk("cache", "info").out
+    result = lk("fetch", "brcmfmac43602", "--offline", "--quiet")
+    assert result.code == 3 and SEED_FILE in result.err
 
 
 def test_git_source_end_to_end(
-    project: Path, firmware_repo: FirmwareRepo, capsys: pytest.CaptureFixture[str]
+    lk: Lk, tag: tuple[str, ...], config: Path, project: Path, firmware_repo: FirmwareRepo
 ) -> None:
-    config = project / "linuxkit.yml"
-    argv = ["fetch", "brcmfmac43455", "--board", "raspberrypi,4-model-b", "--source", "git",
-            "--git-url", firmware_repo.file_url, "--ref", firmware_repo.tag,
-            "--config", str(config), "--quiet"]  # fmt: skip
-    code, _, err = run(capsys, *argv)
-    assert code == 0, err
+    git = ("--source", "git", "--git-url", firmware_repo.file_url, "--config", config, "--quiet")
+    result = lk("fetch", *PI4, *tag, *git)
+    assert result.code == 0, result.err
     blob = "cypress/cyfmac43455-sdio.bin"
     assert (project / "firmware" / blob).read_bytes() == firmware_repo.files[blob]
     assert "/lib/firmware/brcm/brcmfmac43455-sdio.bin" in files_entries(config)
     mtime = config.stat().st_mtime_ns
-    assert run(capsys, *argv)[0] == 0
+    assert lk("fetch", *PI4, *tag, *git).code == 0
     assert config.stat().st_mtime_ns == mtime
 
 
 def test_local_tree_source_end_to_end(
-    project: Path,
-    firmware_repo: FirmwareRepo,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    lk: Lk, config: Path, project: Path, firmware_repo: FirmwareRepo, tmp_path: Path
 ) -> None:
-    """An installed tree: compressed files and real symlinks."""
+    """An installed tree with compressed files."""
     tree = tmp_path / "lib-firmware"
     for path, data in firmware_repo.files.items():
         target = tree / (path + ".xz")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(lzma.compress(data, check=lzma.CHECK_CRC32))
-    config = project / "linuxkit.yml"
-    code, _, err = run(capsys, "fetch", "rtl8168h", "brcmfmac43602", "--source", "dir",
-                       "--mirror", str(tree), "--config", str(config), "--quiet")  # fmt: skip
-    assert code == 0, err
+    local = ("--source", "dir", "--mirror", tree)
+    result = lk("fetch", "rtl8168h", "brcmfmac43602", *local, "--config", config, "--quiet")
+    assert result.code == 0, result.err
     for path in ("rtl_nic/rtl8168h-2.fw", SEED_FILE):
         assert (project / "firmware" / path).read_bytes() == firmware_repo.files[path]
-    code, _, err = run(capsys, "fetch", "r8169", "--source", "dir", "--mirror",
-                       str(tmp_path / "nowhere"))  # fmt: skip
-    assert code == 2 and "nowhere" in err
+    result = lk("fetch", "r8169", "--source", "dir", "--mirror", tmp_path / "nowhere")
+    assert result.code == 2 and "nowhere" in result.err
 
 
 def test_mirrors_from_the_environment(
-    server: MirrorServer,
-    project: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    lk: Lk, project: Path, server: MirrorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LKFIRMWARE_MIRRORS", server.gitlab)
-    code, out, err = run(capsys, "fetch", "rtl8168h", "--json")
-    assert code == 0, err
-    assert json.loads(out)[0]["path"] == "rtl_nic/rtl8168h-2.fw"
+    result = lk("fetch", "rtl8168h", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)[0]["path"] == "rtl_nic/rtl8168h-2.fw"
     assert server.count("rtl_nic/rtl8168h-2.fw") == 1
 
 
 def test_kernel_tar_and_the_example_makefile(
-    server: MirrorServer,
-    project: Path,
-    tmp_path: Path,
+    lk: Lk, cfg: tuple[str, ...], config: Path, server: MirrorServer, tmp_path: Path,
     firmware_repo: FirmwareRepo,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from tests.kmodules import make_kernel_tar
-
+) -> None:  # fmt: skip
     root = tmp_path / "kernel"
     modules = root / "lib" / "modules" / "6.12.59-linuxkit"
-    write_module(
-        modules / "kernel" / "r8169.ko.gz",
-        make_module(
-            module_fields("r8169", firmware=["rtl_nic/rtl8168h-2.fw"], version="6.12.59-linuxkit")
-        ),
-    )
+    r8169 = module_fields("r8169", firmware=["rtl_nic/rtl8168h-2.fw"], version="6.12.59-linuxkit")
+    write_module(modules / "kernel" / "r8169.ko.gz", make_module(r8169))
     kernel_tar = make_kernel_tar(root, tmp_path / "kernel.tar")
-    config = project / "linuxkit.yml"
-    code, _, err = run(capsys, "fetch", "--kernel", str(kernel_tar), "--all-modules",
-                       "--config", str(config), "--mirror", server.cgit, "--quiet")  # fmt: skip
-    assert code == 0, err
+    result = lk("fetch", "--kernel", kernel_tar, "--all-modules", *cfg)
+    assert result.code == 0, result.err
     assert "/lib/firmware/rtl_nic/rtl8168h-2.fw" in files_entries(config)
 
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
-    example = Path(__file__).resolve().parents[1] / "examples" / "wifi"
     work = tmp_path / "wifi"
-    shutil.copytree(example, work)
-    import subprocess
-    import sys
-
-    lkfirmware = f"{sys.executable} -m lkfirmware"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    firmware = f"brcmfmac43602 --mirror {server.cgit}"
+    shutil.copytree(ROOT / "examples" / "wifi", work)
+    variables = [
+        f"LKFIRMWARE={sys.executable} -m lkfirmware",
+        f"FIRMWARE=brcmfmac43602 --mirror {server.cgit}",
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     for target in ("firmware", "check"):
-        result = subprocess.run(
-            [make, "-C", str(work), target, f"LKFIRMWARE={lkfirmware}", f"FIRMWARE={firmware}"],
-            env=env, capture_output=True, text=True,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
+        done = subprocess.run([make, "-C", work, target, *variables], env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr
     assert (work / "firmware" / SEED_FILE).read_bytes() == firmware_repo.files[SEED_FILE]
     assert f"/lib/firmware/{SEED_FILE}" in files_entries(work / "linuxkit.yml")
