@@ -52,6 +52,7 @@ FIRMWARE_YML_HEADER = (
 )
 
 _CONTENT_KEYS = ("symlink", "source", "contents", "metadata", "directory")
+_STR_TAG = "tag:yaml.org,2002:str"
 _OCTAL_MODE = re.compile(r"[0-7]{1,4}")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -402,7 +403,15 @@ class _Lines:
         return self.starts[bisect.bisect_right(self.starts, index) - 1]
 
     def column(self, index: int) -> int:
-        return index - self.start_of(index)
+        """Columns from the line's start; a BOM before the first line takes none."""
+        start = self.start_of(index)
+        bom = start == 0 and index > 0 and self.text.startswith("\ufeff")
+        return index - start - bom
+
+    def next_start(self, index: int) -> int:
+        """The start of the line after the one holding ``index`` (or the text's end)."""
+        following = bisect.bisect_right(self.starts, index)
+        return self.starts[following] if following < len(self.starts) else len(self.text)
 
     def end_after(self, index: int) -> int:
         """The offset after the line break that ends the line where content ends at index."""
@@ -421,6 +430,13 @@ def newline_of(text: str) -> str:
     """The line break the text uses (its first one), ``\\n`` when it has none."""
     match = _LINE_BREAK.search(text)
     return match.group() if match else "\n"
+
+
+def _value_replacement(text: str, node: YamlNode, value: str) -> _Edit:
+    """Replace a value, keeping its anchor (aliases elsewhere may use it), dropping a tag."""
+    properties = text[node.start : _content_start(text, node)].split()
+    anchors = [word + " " for word in properties if word.startswith("&")]
+    return _Edit(node.start, node.end, "".join(anchors) + value)
 
 
 def _content_start(text: str, node: YamlNode) -> int:
@@ -677,11 +693,12 @@ def edit_config_text(
     work = text
     if len(root.pairs_named(FILES_KEY)) > 1:
         work = _merge_files_lists(text, root, where)
-        root = _parse_config(work, where, allow_duplicate_files=False)
+        root = _checked_merge(root, work, where)
     editor = _FilesEditor(work, root, where)
     new_text = editor.apply(wanted, prune_under)
-    if new_text != text:
-        _check_result(new_text, wanted, where)
+    if new_text != work:
+        pruned = {normalise_path(path) for path in editor.removed}
+        _check_result(root, new_text, [*wanted], pruned, where)
     return ConfigChange(
         None, text, new_text, tuple(editor.added), tuple(editor.updated), tuple(editor.removed)
     )
@@ -793,8 +810,7 @@ class _FilesEditor:
             if current is None:
                 missing.append(f"{key}: {_value_text(key, value)}")
             elif not _value_matches(current, key, value):
-                start = _content_start(self.text, current)
-                edits.append(_Edit(start, current.end, _value_text(key, value)))
+                edits.append(_value_replacement(self.text, current, _value_text(key, value)))
         if missing:
             indent = " " * self.lines.column(node.pairs[0][0].start)
             block = "".join(f"{indent}{line}{self.nl}" for line in missing)
@@ -918,11 +934,11 @@ def _colon_end(text: str, key: YamlNode) -> int:
 def _value_matches(node: YamlNode, key: str, value: str) -> bool:
     """Whether an existing value already reads as the string ``value`` (a mode: quoted)."""
     target = node.resolved()
-    if target.kind != "scalar" or target.value != value or target.tag is not None:
+    if target.kind != "scalar" or target.value != value or target.tag not in (None, _STR_TAG):
         return False
-    if target.style is None:
-        return key != "mode" and _plain_is_string(value)
-    return True
+    if key == "mode":
+        return target.style in ("'", '"')
+    return target.style is not None or target.tag == _STR_TAG or _plain_is_string(value)
 
 
 def _prune_prefix(prune_under: str | None) -> str | None:
@@ -938,6 +954,7 @@ def _prune_prefix(prune_under: str | None) -> str | None:
 def _merge_files_lists(text: str, root: YamlNode, where: str) -> str:
     """Move the items of every later top-level ``files:`` list under the first one."""
     lines = _Lines(text)
+    nl = newline_of(text)
     pairs = root.pairs_named(FILES_KEY)
     for _key, value in pairs:
         _refuse_flow_merge(value, where)
@@ -945,19 +962,90 @@ def _merge_files_lists(text: str, root: YamlNode, where: str) -> str:
     edits: list[_Edit] = []
     chunks: list[str] = []
     for key, value in pairs[1:]:
-        end = lines.end_after(max(key.end, value.end))
+        end = _list_end(text, lines, key, value)
         edits.append(_Edit(lines.start_of(key.start), end, ""))
-        chunk = text[lines.end_after(key.end) : end] if value.kind == "seq" else ""
+        chunk = text[lines.end_after(key.end) : end]
+        if chunk and not chunk.endswith(("\n", "\r")):
+            chunk += nl
         chunks.append(_shift_lines(chunk, _merge_shift(text, lines, first_key, first, key, value)))
     merged = "".join(chunks)
     if merged.strip():
         if not (first.kind == "seq" and first.items) and first.end > first.start:
             edits.append(_Edit(_colon_end(text, first_key), first.end, ""))
-        at = lines.end_after(max(first_key.end, first.end))
+        at = _list_end(text, lines, first_key, first)
+        last = pairs[-1][1]
+        if last.end and text[last.end - 1] in "\r\n":
+            at = _after_blank_lines(text, lines, at)  # a kept |+ scalar would take them
         if at == len(text) and not text.endswith(("\n", "\r")):
-            merged = newline_of(text) + merged
+            merged = nl + merged[: -len(nl)]
         edits.append(_Edit(at, at, merged))
     return _apply_edits(text, edits)
+
+
+def _list_end(text: str, lines: _Lines, key: YamlNode, value: YamlNode) -> int:
+    """Where a top-level list ends: after its last item and the comment lines indented
+    below its key that follow it (trailing blank lines stay outside)."""
+    end = lines.end_after(max(key.end, value.end))
+    key_column = lines.column(key.start)
+    position = end
+    while position < len(text):
+        following = lines.next_start(position)
+        line = text[position:following]
+        stripped = line.lstrip(" ")
+        if stripped.startswith("#") and len(line) - len(stripped) > key_column:
+            end = following
+        elif stripped.strip():
+            break
+        position = following
+    return end
+
+
+def _after_blank_lines(text: str, lines: _Lines, position: int) -> int:
+    while position < len(text) and not text[position : lines.next_start(position)].strip():
+        position = lines.next_start(position)
+    return position
+
+
+def _checked_merge(original: YamlNode, merged_text: str, where: str) -> YamlNode:
+    """Parse the merged text; its one files: list must hold every original item, intact."""
+    refusal = (
+        f"{where}: cannot merge the '{FILES_KEY}:' lists automatically without changing an "
+        "entry; merge them by hand (the file was not changed)"
+    )
+    try:
+        merged = _parse_config(merged_text, where, allow_duplicate_files=False)
+    except ConfigError:
+        raise ConfigError(refusal) from None
+    expected = [
+        _signature(item)
+        for _key, value in original.pairs_named(FILES_KEY)
+        for item in (value.items if value.kind == "seq" else [])
+    ]
+    files = merged.get(FILES_KEY)
+    found = [_signature(item) for item in (files.items if files is not None else [])]
+    others = [
+        (_signature(key), _signature(value))
+        for key, value in original.pairs
+        if key.scalar() != FILES_KEY
+    ]
+    kept = [
+        (_signature(key), _signature(value))
+        for key, value in merged.pairs
+        if key.scalar() != FILES_KEY
+    ]
+    if found != expected or kept != others:
+        raise ConfigError(refusal)
+    return merged
+
+
+def _signature(node: YamlNode) -> tuple[object, ...]:
+    """A node's content, independent of where and how it is written."""
+    node = node.resolved()
+    if node.kind == "seq":
+        return ("seq", tuple(_signature(item) for item in node.items))
+    if node.kind == "map":
+        return ("map", tuple((_signature(k), _signature(v)) for k, v in node.pairs))
+    return ("scalar", node.value, node.tag, node.style is None)
 
 
 def _refuse_flow_merge(value: YamlNode, where: str) -> None:
@@ -1001,14 +1089,17 @@ def _shift_lines(chunk: str, shift: int) -> str:
 # --------------------------------------------------------------------------- self-check
 
 
-def _check_result(new_text: str, wanted: Sequence[FilesEntry], where: str) -> None:
-    """Parse the edited text again and make sure every wanted entry reads back as meant."""
+def _check_result(
+    before: YamlNode, new_text: str, wanted: Sequence[FilesEntry], pruned: set[str], where: str
+) -> None:
+    """Parse the edited text again: every wanted entry must read back as meant, and
+    everything else (other keys, other entries) must read back exactly as before."""
     try:
-        root = _parse_config(new_text, where, allow_duplicate_files=False)
+        after = _parse_config(new_text, where, allow_duplicate_files=False)
     except ConfigError as error:
         raise ConfigError(f"internal error, the edit would break the config: {error}") from None
     listed: dict[str, YamlNode] = {}
-    for item, path in _existing_entries(root.get(FILES_KEY)):
+    for item, path in _existing_entries(after.get(FILES_KEY)):
         listed.setdefault(normalise_path(path), item.resolved())
     for entry in wanted:
         node = listed.get(entry.key)
@@ -1019,6 +1110,36 @@ def _check_result(new_text: str, wanted: Sequence[FilesEntry], where: str) -> No
                     f"internal error: {where}: entry {entry.path} would not read back as "
                     f"{key}: {value!r}; the file was not changed, please report this"
                 )
+    touched = {entry.key for entry in wanted} | pruned
+    if _untouched(before, touched) != _untouched(after, touched):
+        raise ConfigError(
+            f"{where}: writing the firmware entries here would change how other content "
+            "reads (a block scalar next to the edit: does the file end without a line "
+            "break?); adjust the file by hand and run again (the file was not changed)"
+        )
+
+
+def _untouched(root: YamlNode, touched: set[str]) -> list[object]:
+    """Signatures of the top-level keys and the files: entries an edit must leave alone
+    (all but those whose normalised path is in ``touched``: updated or pruned)."""
+    others: list[object] = [
+        (_signature(key), _signature(value))
+        for key, value in root.pairs
+        if key.scalar() != FILES_KEY
+    ]
+    files = root.get(FILES_KEY)
+    for item in files.items if files is not None and files.kind == "seq" else []:
+        path = _path_key(item)
+        if path is None or path not in touched:
+            others.append(_signature(item))
+    return others
+
+
+def _path_key(item: YamlNode) -> str | None:
+    node = item.resolved()
+    path = node.get("path") if node.kind == "map" else None
+    text = path.scalar() if path is not None else None
+    return normalise_path(text) if text is not None else None
 
 
 # --------------------------------------------------------------------------- files on disk
@@ -1244,8 +1365,5 @@ def _entry_problems(item: YamlNode) -> list[str]:
 
 def _is_quoted_octal(node: YamlNode) -> bool:
     target = node.resolved()
-    return (
-        target.kind == "scalar"
-        and target.style in ("'", '"')
-        and bool(_OCTAL_MODE.fullmatch(target.value))
-    )
+    quoted = target.style in ("'", '"') or target.tag == _STR_TAG
+    return target.kind == "scalar" and quoted and bool(_OCTAL_MODE.fullmatch(target.value))

@@ -9,6 +9,7 @@ hold (checked twice: by ``linuxkit_problems`` and independently from ruamel's lo
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,18 +104,38 @@ def changed_lines(diff: str) -> tuple[set[int], set[int]]:
 
 
 def assert_only_firmware_changed(change: ConfigChange) -> None:
-    """Every changed line of the diff lies in a firmware entry or a files: key line."""
+    """Only firmware entries (and the files: key line) differ between old and new text.
+
+    Two checks: the text outside firmware entries is identical, byte for byte; and every
+    line the unified diff marks as removed or added is a line of a firmware entry, by
+    content, or is shown removed and added verbatim (difflib may align identical lines
+    either side of a changed entry).
+    """
+    old_lines, new_lines = split_lines(change.old_text), split_lines(change.new_text)
+    old_firmware, new_firmware = firmware_lines(change.old_text), firmware_lines(change.new_text)
+    assert _outside(old_lines, old_firmware) == _outside(new_lines, new_firmware), change.diff()
     removed, added = changed_lines(change.diff())
     assert removed or added or not change.changed
-    old_lines, new_lines = split_lines(change.old_text), split_lines(change.new_text)
-    if old_lines and not old_lines[-1].endswith(("\n", "\r")):
-        # Only a line break was added to the unterminated last line, nothing else.
-        last = len(old_lines)
-        if new_lines[last - 1].rstrip("\r\n") == old_lines[-1]:
-            removed.discard(last)
-            added.discard(last)
-    assert removed <= firmware_lines(change.old_text), change.diff()
-    assert added <= firmware_lines(change.new_text), change.diff()
+    if old_lines and not old_lines[-1].endswith(("\n", "\r")) and len(old_lines) in removed:
+        # The unterminated last line got a line break, nothing else.
+        same = [n for n in sorted(added) if new_lines[n - 1].rstrip("\r\n") == old_lines[-1]]
+        if same:
+            removed.discard(len(old_lines))
+            added.discard(same[0])
+    allowed_old = {old_lines[n - 1].rstrip("\r\n") for n in old_firmware}
+    allowed_new = {new_lines[n - 1].rstrip("\r\n") for n in new_firmware}
+    removed_text = Counter(old_lines[n - 1].rstrip("\r\n") for n in removed)
+    added_text = Counter(new_lines[n - 1].rstrip("\r\n") for n in added)
+    assert set(removed_text - added_text) <= allowed_old, change.diff()
+    assert set(added_text - removed_text) <= allowed_new, change.diff()
+
+
+def _outside(lines: list[str], firmware: set[int]) -> list[str]:
+    """The lines outside firmware entries; the last one compared without its break."""
+    kept = [line for number, line in enumerate(lines, start=1) if number not in firmware]
+    if kept:
+        kept[-1] = kept[-1].rstrip("\r\n")
+    return kept
 
 
 def assert_sound_edit(text: str, entries: Sequence[FilesEntry], **options: Any) -> ConfigChange:
@@ -128,7 +149,8 @@ def assert_sound_edit(text: str, entries: Sequence[FilesEntry], **options: Any) 
         assert_only_firmware_changed(ConfigChange(None, merged, change.new_text))
     else:
         assert_only_firmware_changed(change)
-    listed = {normalise_path(e["path"]): e for e in strict_load(change.new_text)["files"]}
+    written_files = strict_load(change.new_text).get("files") or []
+    listed = {normalise_path(e["path"]): e for e in written_files}
     for entry in entries:
         written = listed[entry.key]
         assert written.get("source") == entry.source

@@ -136,6 +136,14 @@ def test_missing_final_newline_is_not_added() -> None:
     assert change.new_text == "kernel:\n  image: k\nfiles:\n" + BIN_BLOCK.rstrip("\n")
 
 
+def test_a_block_scalar_at_an_unterminated_end_is_refused() -> None:
+    """Appending after it would give the scalar a line break it does not have."""
+    text = "files:\n  - path: etc/a\n    contents: |\n      no final line break"
+    with pytest.raises(ConfigError, match="end without a line break"):
+        edit_config_text(text, [BIN])
+    assert_sound_edit(text + "\n", [BIN])
+
+
 def test_anchors_and_aliases_are_kept() -> None:
     text = (
         'x-fw: &fw\n  path: /lib/firmware/a.bin\n  source: old/a.bin\n  mode: "0644"\n'
@@ -714,3 +722,130 @@ def test_write_firmware_yml_refuses_a_hand_written_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not written by lkfirmware"):
         write_firmware_yml(output, [BIN])
     assert output.read_text() == "kernel:\n  image: k\n"
+
+
+# --------------------------------------------------------------------------- generated configs
+
+
+def _random_entry(rng: random.Random, path: str, layout: tuple[int, int], owned: bool) -> str:
+    """One files: item for ``path`` in a random shape (invalid shapes only if owned)."""
+    dash, offset = layout
+    head, pad = " " * dash + "-" + " " * (offset - 1), " " * (dash + offset)
+    shapes = ["file", "link", "contents", "comment", "kept", "directory", "no-mode", "anchor"]
+    shape = rng.choice(shapes + (["flow", "unquoted", "tagged"] if owned else []))
+    path = rng.choice([path, "/" + path])
+    if shape == "flow":
+        return f"{head}{{path: {path}, source: old/x}}{rng.choice(['', '  # flow'])}\n"
+    first = f"{head}&a{rng.randint(0, 9**6)} path: {path}" if shape == "anchor" else None
+    lines = [first or f"{head}path: {path}" + rng.choice(["", "  # c"])]
+    lines += {
+        "file": [f"{pad}source: staged/{path[-6:]}", f'{pad}mode: "0644"'],
+        "link": [f"{pad}symlink: target.bin", f"{pad}mode: '0644'"],
+        "contents": [f"{pad}contents: |", f"{pad}  line1", f"{pad}  line2"],
+        "comment": [f"{pad}# inner comment", f"{pad}source: x"],
+        "kept": [f'{pad}mode: "0600"', f"{pad}contents: |+", f"{pad}  kept", ""],
+        "directory": [f"{pad}directory: true", f'{pad}mode: "0755"'],
+        "no-mode": [f"{pad}source: x  # inline"],
+        "anchor": [f"{pad}source: x", f'{pad}mode: "0644"'],
+        "unquoted": [f"{pad}source: x", f"{pad}mode: 0644"],
+        "tagged": [f"{pad}source: !!str x", f"{pad}mode: !!str 0644"],
+    }[shape]
+    if rng.random() < 0.3:
+        lines.append(rng.choice(["", f"{pad}# after", "# column 0"]))
+    return "\n".join(lines) + "\n"
+
+
+def _random_config(rng: random.Random, paths: list[str], owned: set[str]) -> str:
+    layout = (rng.choice([0, 2, 4]), rng.choice([2, 2, 4]))
+    files = rng.choice(["", "files:\n", "files: []  # none\n", "files: ~\n", "block", "block"])
+    if files == "block":
+        items = (_random_entry(rng, path, layout, path in owned) for path in paths)
+        files = "files:" + rng.choice(["", "  # firmware and more"]) + "\n" + "".join(items)
+    dash, offset = layout
+    onboot = (
+        f"onboot:\n{' ' * dash}-{' ' * (offset - 1)}name: modprobe\n"
+        f'{" " * (dash + offset)}command: ["modprobe", "-a", "brcmfmac"]  # load\n'
+    )
+    tail = rng.choice(["", "trust:\n  org: [linuxkit]\n", "# the end\n", "...\n", "\n\n# c\n"])
+    body = ["kernel:\n  image: k  # kernel\n", onboot, files]
+    if rng.random() < 0.5:
+        body[1], body[2] = body[2], body[1]
+    text = rng.choice(["", "---\n", "%YAML 1.2\n---\n"]) + "".join(body) + tail
+    if tail and rng.random() < 0.15:
+        text = text.rstrip("\n")  # (a block scalar right at an unterminated end is refused)
+    text = text.replace("\n", rng.choice(["\n", "\n", "\r\n", "\r"]))
+    return rng.choice(["", "", "\ufeff"]) + text
+
+
+def _random_wanted(rng: random.Random, paths: list[str]) -> list[FilesEntry]:
+    pool = [path for path in paths if path.startswith("lib/firmware/")]
+    pool += ["lib/firmware/new/a.bin", "lib/firmware/x/a b, c.txt", "lib/firmware/x/q: r.bin"]
+    wanted = []
+    for path in rng.sample(pool, rng.randint(0, len(pool))):
+        name = path.removeprefix("lib/firmware/")
+        if rng.random() < 0.3:
+            wanted.append(FilesEntry("/" + path, symlink="../t/" + name))
+        else:
+            wanted.append(FilesEntry("/" + path, source="firmware/" + name))
+    return wanted
+
+
+@pytest.mark.parametrize("chunk", range(4))
+def test_generated_configs_edit_soundly(chunk: int) -> None:
+    """Random mixes of every feature above: each edit passes every check."""
+    for seed in range(chunk * 60, chunk * 60 + 60):
+        rng = random.Random(seed)
+        paths = [f"lib/firmware/d{rng.randint(0, 3)}/f{n}.bin" for n in range(rng.randint(1, 5))]
+        paths = [*dict.fromkeys(paths), "etc/conf"]
+        wanted = _random_wanted(rng, paths)
+        text = _random_config(rng, paths, {entry.key for entry in wanted})
+        prune = rng.choice([None, None, "/lib/firmware"])
+        try:
+            assert_sound_edit(text, wanted, prune_under=prune)
+        except BaseException:
+            print(f"seed {seed}: {text!r} {wanted} prune={prune}")
+            raise
+
+
+def _random_files_list(rng: random.Random, tag: str) -> str:
+    count = rng.randint(0, 3)
+    if count == 0:
+        return rng.choice(["files:\n", "files: []\n", "files: ~  # none\n"])
+    layout = (rng.choice([0, 2, 4]), rng.choice([2, 4]))
+    items = "".join(_random_entry(rng, f"etc/{tag}{n}", layout, False) for n in range(count))
+    return "files:" + rng.choice(["", "  # c"]) + "\n" + rng.choice(["", "  # lead\n"]) + items
+
+
+@pytest.mark.parametrize("chunk", range(2))
+def test_generated_duplicate_lists_merge_in_order(chunk: int) -> None:
+    """Two files: lists anywhere: one list after merging, every item intact, in order."""
+    for seed in range(chunk * 60, chunk * 60 + 60):
+        rng = random.Random(seed)
+        first, second = _random_files_list(rng, "a"), _random_files_list(rng, "b")
+        onboot = "onboot:\n  - name: x\n    image: y\n"
+        middle = [first, onboot, second] if rng.random() < 0.5 else [first, second, onboot]
+        text = "kernel:\n  image: k\n" + "".join(middle) + rng.choice(["", "# end\n"])
+        text = text.replace("\n", rng.choice(["\n", "\r\n"]))
+        wanted = [BIN] if rng.random() < 0.7 else []
+        try:
+            change = assert_sound_edit(text, wanted, merge_duplicate_files=True)
+            merged = strict_load(change.new_text).get("files") or []
+            expected = [
+                *(strict_load(first).get("files") or []),
+                *(strict_load(second).get("files") or []),
+            ]
+            assert [dict(item) for item in merged[: len(expected)]] == expected
+            assert len(merged) == len(expected) + len(wanted)
+        except BaseException:
+            print(f"seed {seed}: {text!r}")
+            raise
+
+
+def test_a_merge_that_would_change_an_entry_is_refused() -> None:
+    text = "files:\n  - path: etc/a\n    contents: a\nfiles:\n  - path: etc/b\n    contents: |\n"
+    text += "      no final line break\nkernel:\n  image: k\n"
+    assert edit_config_text(text, [], merge_duplicate_files=True).changed
+    with pytest.raises(ConfigError, match="cannot merge the 'files:' lists automatically"):
+        edit_config_text(
+            text.replace("\nkernel:\n  image: k\n", ""), [], merge_duplicate_files=True
+        )
