@@ -7,6 +7,13 @@ positions, never by re-dumping the document, so comments, blank lines, key order
 quoting, flow lists, block scalars, anchors, document markers, CRLF line endings and a
 BOM all survive.  Only the firmware entries that change are touched.
 
+Every edit is checked before it is returned: the new text is parsed again, each wanted
+entry must read back as meant, and every other key and entry must read back exactly as
+before; otherwise :class:`~lkfirmware.errors.ConfigError` is raised and nothing is
+written.  Two shapes are refused rather than guessed at: a ``files:`` list written in flow
+style (``files: [{path: ...}]``, other than ``[]``), and a block scalar right at the end of
+a file without a final line break, which anything appended after it would change.
+
 Example::
 
     >>> entry = FilesEntry("/lib/firmware/brcm/brcmfmac43602-pcie.bin",
@@ -39,6 +46,9 @@ from lkfirmware.errors import ConfigError
 
 FILES_KEY = "files"
 """The top-level key of a LinuxKit config that lists the files of the image."""
+
+FIRMWARE_DIR = "lib/firmware/"
+"""Where firmware lives in the image, as a normalised ``files:`` path prefix."""
 
 FILES_ENTRY_KEYS = frozenset(
     {"path", "directory", "symlink", "contents", "source", "metadata", "optional", "mode"}
@@ -519,21 +529,23 @@ def double_quoted(value: str) -> str:
         if char in _ESCAPES:
             out.append(_ESCAPES[char])
         elif not char.isprintable() or char in "\u2028\u2029\ufeff\x85":
-            code = ord(char)
-            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
-            if code > 0xFFFF:
-                out[-1] = f"\\U{code:08x}"
+            out.append(_escape(ord(char)))
         else:
             out.append(char)
     out.append('"')
     return "".join(out)
 
 
+def _escape(code: int) -> str:
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def _plain_is_string(value: str) -> bool:
     """Whether a plain scalar with this text reads as a string (not null, bool, number)."""
-    return (
-        bool(value) and value.lower() not in _SPECIAL_WORDS and not (_NUMBER_LIKE.fullmatch(value))
-    )
+    special = value.lower() in _SPECIAL_WORDS or _NUMBER_LIKE.fullmatch(value)
+    return bool(value) and not special
 
 
 # --------------------------------------------------------------------------- list style
@@ -559,10 +571,9 @@ def _item_dash_column(text: str, lines: _Lines, item: YamlNode) -> int | None:
 
 
 def _item_key_column(lines: _Lines, item: YamlNode) -> int | None:
-    node = item.resolved() if item.kind == "alias" else item
-    if node.kind != "map" or node.flow or not node.pairs or item.kind == "alias":
+    if item.kind != "map" or item.flow or not item.pairs:
         return None
-    return lines.column(node.pairs[0][0].start)
+    return lines.column(item.pairs[0][0].start)
 
 
 def _sequence_style(text: str, lines: _Lines, key: YamlNode, seq: YamlNode) -> ListStyle | None:
@@ -596,7 +607,7 @@ def _infer_style(text: str, lines: _Lines, root: YamlNode, files: YamlNode | Non
 def _path_style(files: YamlNode | None) -> bool | None:
     """Leading ``/`` or not: as the firmware entries have it, else most entries; None: any."""
     paths = [path for _item, path in _existing_entries(files)]
-    firmware = [path for path in paths if normalise_path(path).startswith("lib/firmware")]
+    firmware = [path for path in paths if normalise_path(path).startswith(FIRMWARE_DIR)]
     for group in (firmware, paths):
         slashed = sum(1 for path in group if path.startswith("/"))
         if group:
