@@ -457,6 +457,17 @@ def write_firmware_yml(
     return ConfigUpdate(change, tuple(staged), ())
 
 
+def check_config(config: str | os.PathLike[str], *, merge_duplicate_files: bool = False) -> None:
+    """Raise :class:`ConfigError` now if ``config`` cannot be edited (invalid YAML,
+    duplicate keys, ``files:`` not a list), so that nothing is downloaded in vain."""
+    from lkfirmware.config import update_config
+
+    path = Path(config)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such config file")
+    update_config(path, [], merge_duplicate_files=merge_duplicate_files, write=False)
+
+
 def default_lock(config: str | os.PathLike[str] | None) -> Path | None:
     """``lkfirmware.lock`` beside the config, when there is one."""
     if config is None:

@@ -319,6 +319,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.modules and not args.kernel:
         raise UsageError("--modules needs --kernel PATH (use queries for the catalog's modules)")
     args.module_names = _modules_list(args.modules)
+    if args.config:
+        from lkfirmware.api import check_config
+
+        check_config(args.config, merge_duplicate_files=args.merge_duplicate_files)
     fetched = _fetch(args, args.queries)
     _report_fetch(args, fetched)
     return _write(args, fetched, args.config)
@@ -329,6 +333,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     if args.check and args.dry_run:
         raise UsageError("--check and --dry-run do not go together; choose one")
+    from lkfirmware.api import check_config
+
+    check_config(args.config_file, merge_duplicate_files=args.merge_duplicate_files)
     kernel = scan_kernel(args.kernel) if args.kernel else None
     names, notes = sync_modules(args.config_file, kernel=kernel)
     for note in notes:

@@ -400,3 +400,56 @@ def test_kernel_tar_and_the_example_makefile(
         assert done.returncode == 0, done.stderr
     assert (work / "firmware" / SEED_FILE).read_bytes() == firmware_repo.files[SEED_FILE]
     assert f"/lib/firmware/{SEED_FILE}" in files_entries(work / "linuxkit.yml")
+
+
+def test_prune_drops_entries_and_staged_files_no_longer_resolved(
+    lk: Lk, cfg: tuple[str, ...], config: Path, project: Path
+) -> None:
+    assert lk("fetch", "brcmfmac43602", "rtl8168h", *cfg).code == 0
+    assert len(files_entries(config)) == 2
+    result = lk("fetch", "rtl8168h", *cfg, "--prune")
+    assert result.code == 0, result.err
+    assert set(files_entries(config)) == {"/lib/firmware/rtl_nic/rtl8168h-2.fw"}
+    assert not (project / "firmware" / SEED_FILE).exists()
+    assert (project / "firmware" / "rtl_nic" / "rtl8168h-2.fw").is_file()
+
+
+def test_the_seed_sample_with_two_files_keys(lk: Lk, cfg: tuple[str, ...], config: Path) -> None:
+    shutil.copy(SHARED / "corpus" / "wifi-seed.yml", config)
+    before = config.read_bytes()
+    result = lk("fetch", "brcmfmac43602", *cfg)
+    assert result.code == 2
+    assert "files" in result.err and "25" in result.err and "26" in result.err
+    assert config.read_bytes() == before
+    result = lk("fetch", "brcmfmac43602", *cfg, "--merge-duplicate-files")
+    assert result.code == 0, result.err
+    text = config.read_text()
+    assert text.count("\nfiles:") == 1
+    entries = files_entries(config)  # loads: no duplicate key left
+    assert entries[f"/lib/firmware/{SEED_FILE}"]["mode"] == "0644"
+    assert "/lib/firmware/<firmware>" in entries  # the user's own entry stays
+    assert linuxkit_problems(text) == []
+
+
+def test_invalid_yaml_exits_2_with_line_and_column_before_any_download(
+    lk: Lk, cfg: tuple[str, ...], config: Path, server: MirrorServer
+) -> None:
+    config.write_text("kernel:\n  image: [unclosed\nfiles: []\n")
+    before = config.read_bytes()
+    result = lk("fetch", "brcmfmac43602", *cfg)
+    assert result.code == 2
+    assert f"{config}:3:6: invalid YAML" in result.err
+    assert config.read_bytes() == before
+    assert server.requests == []
+
+
+def test_driver_map_from_a_whence_url(server: MirrorServer, tmp_path: Path) -> None:
+    from lkfirmware.catalog import Catalog
+    from scripts.update_driver_map import main as update_map
+
+    output = tmp_path / "map.json"
+    url = server.gitlab.replace("{path}", "WHENCE")
+    assert update_map(["--whence-url", url, "--ref", PINNED, "--output", str(output)]) == 0
+    catalog = Catalog.from_map(json.loads(output.read_text()))
+    assert catalog.links["nvidia/ad103"] == "ad102"
+    assert catalog.provenance["whence_source"] == url
