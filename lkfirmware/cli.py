@@ -297,6 +297,11 @@ def _write(args: argparse.Namespace, fetched: Fetched, config: str | None) -> in
             )
             return EXIT_CHECK_FAILED
         return 0
+    if config and change.new_text:
+        from lkfirmware.config import default_mode_warnings
+
+        for warning in default_mode_warnings(change.new_text, str(change.path)):
+            _warn(warning)
     if not args.quiet:
         if change.changed:
             print(

@@ -1378,3 +1378,22 @@ def _is_quoted_octal(node: YamlNode) -> bool:
     target = node.resolved()
     quoted = target.style in ("'", '"') or target.tag == _STR_TAG
     return target.kind == "scalar" and quoted and bool(_OCTAL_MODE.fullmatch(target.value))
+
+
+def default_mode_warnings(text: str, where: str = "<config>") -> list[str]:
+    """Entries below ``/lib`` that have no ``mode``: LinuxKit gives them ``0600`` and, when
+    one of them is the first to need ``/lib`` or ``/lib/firmware``, creates that folder
+    ``0700`` -- and the kernel's firmware loader cannot read below it.  One message each."""
+    root = parse_yaml(text, where)
+    files = root.get(FILES_KEY) if root is not None and root.kind == "map" else None
+    warnings = []
+    for item, path in _existing_entries(files):
+        entry = item.resolved()
+        if normalise_path(path).startswith("lib/") and entry.get("mode") is None:
+            if entry.get("directory") is not None:
+                continue
+            warnings.append(
+                f"{where}:{item.line}: {path} has no mode: LinuxKit makes it 0600 and may "
+                f'create /lib as 0700; add mode: "0644"'
+            )
+    return warnings
