@@ -18,8 +18,6 @@ the command line stay fast.
 
 from __future__ import annotations
 
-from importlib import import_module
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 
 __version__ = "0.1.0"
@@ -87,4 +85,4 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lkfirmware' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    return getattr(__import__(module, fromlist=[name]), name)

@@ -19,10 +19,12 @@ reads it on every start)::
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-import json
+import marshal
 import os
 import posixpath
+import sys
 
 from lkfirmware.errors import UsageError
 from lkfirmware.links import link_destination, resolve_links
@@ -356,6 +358,8 @@ def normalise_module(name: str) -> str:
 def dump_map(data: Mapping[str, Any]) -> str:
     """Serialise a driver map deterministically, one section, licence or module per line,
     so that a new linux-firmware release reviews as a readable diff."""
+    import json
+
     lines = ["{"]
     items = list(data.items())
     for index, (key, value) in enumerate(items):
@@ -400,16 +404,57 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
     """The catalog in a driver map file (the shipped one by default), read once."""
     where = os.fspath(path) if path is not None else default_map_path()
     if where not in _loaded:
-        try:
-            with open(where, "rb") as stream:
-                raw = stream.read()
-        except OSError as error:
-            raise UsageError(
-                f"cannot read the driver map {where}: {error.strerror}. "
-                "Reinstall lkfirmware, or set LKFIRMWARE_DRIVER_MAP to a driver_map.json."
-            ) from error
-        _loaded[where] = Catalog.from_map(json.loads(raw), where=where)
+        _loaded[where] = Catalog.from_map(read_map(where), where=where)
     return _loaded[where]
+
+
+def read_map(where: str) -> Mapping[str, Any]:
+    """The parsed driver map at ``where``.
+
+    Like Python's byte-code, a ``marshal`` copy is kept in ``__pycache__`` beside the map
+    and used while the map's size and modification time are unchanged: it loads several
+    times faster than JSON, and the command line reads the map on every start.  Nothing
+    is written where Python would not write byte-code (read-only folders,
+    ``PYTHONDONTWRITEBYTECODE``).
+    """
+    folder, name = os.path.split(where)
+    copy = os.path.join(folder, "__pycache__", f"{name}.{sys.implementation.cache_tag}.marshal")
+    try:
+        info = os.stat(where)
+    except OSError as error:
+        raise UsageError(
+            f"cannot read the driver map {where}: {error.strerror}. "
+            "Reinstall lkfirmware, or set LKFIRMWARE_DRIVER_MAP to a driver_map.json."
+        ) from error
+    stamp = [MAP_FORMAT, info.st_size, info.st_mtime_ns]
+    try:
+        with open(copy, "rb") as stream:
+            cached = marshal.loads(stream.read())  # marshal.load(stream) reads piecemeal
+        if isinstance(cached, list) and cached[:3] == stamp:
+            data: Mapping[str, Any] = cached[3]
+            return data
+    except (OSError, EOFError, ValueError, TypeError, IndexError):
+        pass
+    import json
+
+    with open(where, "rb") as stream:
+        data = json.loads(stream.read())
+    if not sys.dont_write_bytecode:
+        _write_copy(copy, [*stamp, data])
+    return data
+
+
+def _write_copy(copy: str, value: list[Any]) -> None:
+    """Write the marshal copy atomically; a folder we cannot write to is no error."""
+    temporary = f"{copy}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        with open(temporary, "wb") as stream:
+            marshal.dump(value, stream)
+        os.replace(temporary, copy)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 def modules_from_modinfo(data: Mapping[str, Any]) -> dict[str, ModuleRequests]:

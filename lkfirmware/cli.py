@@ -11,7 +11,6 @@ Exit statuses: 0 ok, 1 ``--check`` found changes, 2 bad input, 3 fetch failed,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -29,6 +28,8 @@ if TYPE_CHECKING:
 
 
 def _print_json(data: object) -> None:
+    import json
+
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
 

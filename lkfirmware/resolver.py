@@ -18,15 +18,26 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
-import re
-from collections.abc import Iterable, Sequence
 
 from lkfirmware.catalog import GLOB_CHARS, Catalog, ModuleRequests, load_catalog, normalise_module
 from lkfirmware.errors import QueryError
 from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
 
-_BOARD_GLOB = re.compile(r"^[^*]*\*[^*]*\.\*\.[^*.]+$")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 _STEM_SEPARATORS = "-._"
+
+
+def is_board_glob(basename: str) -> bool:
+    """True for a glob of board-specific files, ``<prefix>*<suffix>.*.<ext>``.
+
+    >>> is_board_glob("brcmfmac*-sdio.*.txt"), is_board_glob("brcmfmac*-pcie.txt")
+    (True, False)
+    """
+    head, middle, ext = basename.partition(".*.")
+    return bool(middle) and head.count("*") == 1 and not any(c in ext for c in "*.?[")
 
 
 class _Glob:
@@ -61,7 +72,7 @@ class _Requests:
             for name in module.firmware:
                 if GLOB_CHARS.isdisjoint(name):
                     requests.exact.add(name)
-                elif _BOARD_GLOB.match(posixpath.basename(name)):
+                elif is_board_glob(posixpath.basename(name)):
                     requests.board_globs.append(_Glob(name))
                 else:
                     requests.globs.append(_Glob(name))
@@ -220,7 +231,7 @@ class _Resolver:
         if "/" in query:
             pool = set(self.catalog.names())
         else:
-            pool |= {re.split(r"[-.]", posixpath.basename(n))[0] for n in self.catalog.names()}
+            pool |= {_stem_of(posixpath.basename(name)) for name in self.catalog.names()}
         close = difflib.get_close_matches(query, sorted(pool), n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return (
@@ -250,6 +261,12 @@ class _Resolver:
             links=tuple(links[p] for p in sorted(links)),
             notes=tuple(self.notes),
         )
+
+
+def _stem_of(basename: str) -> str:
+    """``brcmfmac43455`` for ``brcmfmac43455-sdio.bin``: up to the first ``-`` or ``.``."""
+    cut = [i for i in (basename.find("-"), basename.find(".")) if i >= 0]
+    return basename[: min(cut)] if cut else basename
 
 
 def resolve(

@@ -21,15 +21,19 @@ import time
 from pathlib import Path
 
 
-def median_seconds(command: list[str], runs: int, cwd: str) -> float:
+def timings(commands: dict[str, list[str]], runs: int, cwd: str) -> dict[str, list[float]]:
+    """Wall times of each command, the commands interleaved run by run so that a
+    noisy neighbour slows all of them alike."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)  # warm up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for command in commands.values():  # warm up the page cache
         subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    for _ in range(runs):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def main() -> int:
@@ -40,16 +44,26 @@ def main() -> int:
     if command is None:
         print("lkfirmware is not installed next to this Python; run pip install . first")
         return 2
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "lkfirmware --version": [command, "--version"],
+        "lkfirmware resolve brcmfmac43602": [command, "resolve", "brcmfmac43602"],
+    }
     with tempfile.TemporaryDirectory() as cwd:
-        floor = median_seconds([sys.executable, "-c", "pass"], args.runs, cwd)
-        resolve = median_seconds([command, "resolve", "brcmfmac43602"], args.runs, cwd)
-        help_ = median_seconds([command, "--version"], args.runs, cwd)
-    print(f"python -c pass                    {floor * 1000:7.1f} ms (median of {args.runs})")
-    print(f"lkfirmware --version              {help_ * 1000:7.1f} ms")
-    print(f"lkfirmware resolve brcmfmac43602  {resolve * 1000:7.1f} ms")
-    ratio = resolve / floor
-    verdict = "met" if ratio <= 3 else "NOT met"
-    print(f"ratio resolve / python            {ratio:7.2f}x  (target <= 3x: {verdict})")
+        times = timings(commands, args.runs, cwd)
+    floor = times["python -c pass"]
+    print(f"{'':34} {'median':>8} {'best':>8}   ({args.runs} runs each, interleaved)")
+    for name, values in times.items():
+        median, best = statistics.median(values) * 1000, min(values) * 1000
+        print(f"{name:34} {median:6.1f}ms {best:6.1f}ms")
+    resolve = times["lkfirmware resolve brcmfmac43602"]
+    by_median = statistics.median(resolve) / statistics.median(floor)
+    by_best = min(resolve) / min(floor)
+    verdict = "met" if by_median <= 3 else "NOT met"
+    print(f"ratio resolve / python: {by_median:.2f}x by median, {by_best:.2f}x best against best")
+    print(f"target <= 3x by median: {verdict}")
+    if by_median > 3:
+        return 1
     return 0
 
 
