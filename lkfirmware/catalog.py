@@ -151,10 +151,9 @@ class Catalog:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def names(self) -> Iterator[str]:
+    def names(self) -> list[str]:
         """Every declared name: files, then links."""
-        yield from self._file_group
-        yield from self.links
+        return [*self._file_group, *self.links]
 
     def is_directory(self, path: str) -> bool:
         """True when ``path`` is a directory holding declared files."""

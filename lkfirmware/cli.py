@@ -518,12 +518,16 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", prog="lkfirmware")
     commands.required = True
     chosen = next((arg for arg in argv or () if not arg.startswith("-")), None)
-    for name, (summary, configure, handler) in COMMANDS.items():
+    # Every command is listed for `lkfirmware --help` and for a mistyped command; when a
+    # known command is given, only its parser is built (each costs start-up time).
+    names = [chosen] if chosen in COMMANDS else list(COMMANDS)
+    for name in names:
+        summary, configure, handler = COMMANDS[name]
         sub = commands.add_parser(
             name, help=summary, description=summary, formatter_class=_HelpFormatter
         )
         sub.set_defaults(handler=handler)
-        if chosen == name:
+        if name == chosen:
             configure(sub)
     return parser
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+from itertools import chain
 
 from lkfirmware.catalog import GLOB_CHARS, Catalog, ModuleRequests, load_catalog, normalise_module
 from lkfirmware.errors import QueryError
@@ -68,14 +69,14 @@ class _Requests:
     @classmethod
     def of(cls, modules: Iterable[ModuleRequests]) -> _Requests:
         requests = cls()
-        for module in modules:
-            for name in module.firmware:
-                if GLOB_CHARS.isdisjoint(name):
-                    requests.exact.add(name)
-                elif is_board_glob(posixpath.basename(name)):
-                    requests.board_globs.append(_Glob(name))
-                else:
-                    requests.globs.append(_Glob(name))
+        names = set(chain.from_iterable(module.firmware for module in modules))
+        globs = sorted(name for name in names if "*" in name or "?" in name or "[" in name)
+        requests.exact = names.difference(globs)
+        for name in globs:
+            kind = (
+                requests.board_globs if is_board_glob(posixpath.basename(name)) else requests.globs
+            )
+            kind.append(_Glob(name))
         return requests
 
     def requested(self, name: str) -> bool:
@@ -116,7 +117,7 @@ class _Resolver:
             if not matches:
                 raise QueryError(f"no firmware path matches the glob {text!r}")
             self.add(self.keep_board(matches))
-        elif "/" in query or self.catalog.final_path(query) is not None:
+        elif "/" in query or query in self.catalog.links or self.catalog.has_file(query):
             if self.catalog.final_path(query) is None:
                 raise QueryError(self.unknown(query, "no firmware file or link is named"))
             self.add([query])
@@ -165,9 +166,7 @@ class _Resolver:
 
     def chip_candidates(self, stem: str) -> list[str]:
         candidates = []
-        for name in self.catalog.names():
-            if stem not in name:
-                continue
+        for name in [name for name in self.catalog.names() if stem in name]:
             basename = name.rpartition("/")[2]
             if basename.startswith(stem) and (
                 len(basename) == len(stem) or basename[len(stem)] in _STEM_SEPARATORS
