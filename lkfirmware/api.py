@@ -127,8 +127,11 @@ def catalog_at(
     cache = open_cache(cache_dir)
     sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
     text = fetch_text("WHENCE", ref, sources=sources, mirrors=mirrors, cache=cache, offline=offline)
-    tree: dict[str, tuple[int, str]] = {}
+    tree: dict[str, tuple[int | None, str]] = {}
     for item in sources or []:
+        blob_ids = getattr(item, "blob_ids", None)  # a git tree names every blob, sizes aside
+        if blob_ids is not None:
+            tree.update((path, (None, oid)) for path, oid in blob_ids(ref).items())
         tree.update(item.known_ids(ref) or {})
     return Catalog.from_whence(
         text.decode("utf-8", errors="replace"),

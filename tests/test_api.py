@@ -63,3 +63,17 @@ def test_fetch_then_add_to_config(
     assert len(update.change.added) == 5
     again = lkfirmware.add_to_config(config, fetched)
     assert not again.changed
+
+
+def test_a_catalog_from_a_git_ref_knows_every_blob_id(
+    firmware_repo: FirmwareRepo, tmp_path: Path
+) -> None:
+    from lkfirmware.api import catalog_at
+    from tests.fwrepo import git_blob_id
+
+    catalog = catalog_at(
+        firmware_repo.tag, source="git", git_url=firmware_repo.file_url, cache_dir=tmp_path
+    )
+    item = catalog.file("amdgpu/big_blob.bin")
+    assert item is not None
+    assert item.git_id == git_blob_id(firmware_repo.files["amdgpu/big_blob.bin"])
