@@ -83,6 +83,9 @@ class _State:
     _etag_cache: dict[int, tuple[bytes, str]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    """The most requests the server was answering at one time."""
 
     def etag(self, data: bytes) -> str:
         with self.lock:
@@ -139,10 +142,21 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_HEAD(self) -> None:
-        self._answer(head=True)
+        self._counted(head=True)
 
     def do_GET(self) -> None:
-        self._answer(head=False)
+        self._counted(head=False)
+
+    def _counted(self, *, head: bool) -> None:
+        state = self.state
+        with state.lock:
+            state.in_flight += 1
+            state.most_in_flight = max(state.most_in_flight, state.in_flight)
+        try:
+            self._answer(head=head)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
 
     def _answer(self, *, head: bool) -> None:
         state = self.state
@@ -405,6 +419,13 @@ class MirrorServer:
     def reset_counts(self) -> None:
         with self._state.lock:
             self._state.requests.clear()
+            self._state.most_in_flight = 0
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most requests answered at one time since the start (or reset_counts)."""
+        with self._state.lock:
+            return self._state.most_in_flight
 
     def count(self, path: str, *, status: int | None = None) -> int:
         """Requests for ``path`` (optionally only those answered with ``status``)."""
