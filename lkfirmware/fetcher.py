@@ -362,6 +362,10 @@ def _cached(path: str, entry: CacheEntry, *, downloaded: bool) -> CachedBlob:
     )
 
 
+_LISTED_FAILURES = 10
+"""Files whose every failed attempt is shown; the rest are named on one line."""
+
+
 def _failure_message(
     ref: str, reasons: Mapping[str, list[str]], labels: Iterable[str], integrity: bool
 ) -> str:
@@ -369,9 +373,13 @@ def _failure_message(
         f"could not fetch {len(reasons)} firmware file(s) at ref {ref}"
         + (" with the expected contents:" if integrity else ":")
     ]
-    for path, why in reasons.items():
+    shown = list(reasons.items())[:_LISTED_FAILURES]
+    for path, why in shown:
         lines.append(f"  {path}")
         lines += [f"    - {reason}" for reason in why] or ["    - no source was tried"]
+    if len(reasons) > len(shown):
+        rest = list(reasons)[len(shown) :]
+        lines.append(f"  ... and {len(rest)} more: {', '.join(rest)}")
     lines.append(f"sources tried, in order: {', '.join(labels) or 'none'}")
     if integrity:
         lines.append(

@@ -151,15 +151,26 @@ class _Resolver:
             pending.extend(module.depends)
         return list(found.values())
 
-    def keep_board(self, names: Iterable[str]) -> list[str]:
-        """Drop other boards' files when a board was chosen."""
-        if self.board is None or self.all_boards:
+    def keep_board(self, names: Iterable[str], *, unchosen: str = "keep") -> list[str]:
+        """Drop other boards' files when a board was chosen.  With no board chosen,
+        ``unchosen="drop"`` drops every board's files and says so in a note (what a
+        kernel requests through a board glob is only ever one board's file)."""
+        if self.all_boards or (self.board is None and unchosen == "keep"):
             return list(names)
-        kept = []
+        kept: list[str] = []
+        skipped: dict[str, set[str]] = {}
         for name in names:
             board = self.requests.board_of(name)
             if board is None or board[1] == self.board:
                 kept.append(name)
+            else:
+                skipped.setdefault(board[0], set()).add(board[1])
+        if self.board is None and skipped:
+            bases = ", ".join(sorted(skipped))
+            self.notes.append(
+                f"board-specific files of {len(skipped)} chip(s) left out ({bases}); "
+                "choose one with --board BOARD, or take them all with --all-boards"
+            )
         return kept
 
     # -- chips ---------------------------------------------------------------------------
@@ -283,8 +294,9 @@ def resolve(
         ``compatible`` with ``/`` as ``-``, e.g. ``raspberrypi,4-model-b``, or a DMI name).
     :param all_boards: take every board's files.
     :param catalog: the catalog to use; the shipped driver map by default.
-    :param names: catalog names found elsewhere (e.g. what a kernel's modules request);
-        added as they are, but for other boards' files when ``board`` is given.
+    :param names: catalog names found elsewhere (e.g. what a kernel's modules request,
+        globs expanded); board-specific files among them are kept only for ``board``
+        (or all of them with ``all_boards``).
     :returns: a :class:`~lkfirmware.plan.Plan`; its ``notes`` say what the user may
         still have to choose.
     :raises QueryError: for a query that matches nothing (with close names).
@@ -300,7 +312,7 @@ def resolve(
     resolver = _Resolver(catalog or load_catalog(), board, all_boards)
     for query in queries:
         resolver.query(query)
-    resolver.add(resolver.keep_board(names))
+    resolver.add(resolver.keep_board(names, unchosen="drop"))
     return resolver.plan()
 
 

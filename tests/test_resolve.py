@@ -160,3 +160,22 @@ def test_shipped_map_provenance() -> None:
         "5e7440383ee4a672a6dcfb228dc1f45cd679a0fb505e9808b543a58bd559eefd"
     )
     assert catalog.provenance["kernel"] == "6.12.117+deb13-amd64"
+
+
+def test_names_from_a_kernel_keep_only_the_chosen_boards_files() -> None:
+    catalog = load_catalog()
+    requested = catalog.expand("brcm/brcmfmac*-sdio.*.txt") + catalog.expand(
+        "brcm/brcmfmac43455-sdio.bin"
+    )
+    assert len(requested) > 20  # every board's NVRAM matches the module's glob
+    plain = resolve([], names=requested, catalog=catalog)
+    assert not any(p.endswith(".txt") for p in file_paths(plain))
+    assert "cypress/cyfmac43455-sdio.bin" in file_paths(plain)
+    (note,) = plain.notes
+    assert "--board" in note and "brcm/brcmfmac43455-sdio" in note
+    pi4 = resolve([], names=requested, catalog=catalog, board="raspberrypi,4-model-b")
+    assert [p for p in file_paths(pi4) if p.endswith(".txt")] == [
+        "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt"
+    ]
+    every = resolve([], names=requested, catalog=catalog, all_boards=True)
+    assert len([p for p in file_paths(every) if p.endswith(".txt")]) > 20
