@@ -111,6 +111,8 @@ def test_seed_entry_end_to_end(
     assert 'mode: "0644"' in text
     staged = project / "firmware" / SEED_FILE
     assert staged.read_bytes() == firmware_repo.files[SEED_FILE]
+    blob = json.loads(lk("fetch", "brcmfmac43602", *cfg[2:4], "--json").out)[0]["location"]
+    assert os.path.samefile(staged, blob)  # hard-linked from the cache, not copied
     assert linuxkit_problems(text) == []
     lock = json.loads((project / "lkfirmware.lock").read_text())
     assert lock["ref"] == PINNED and SEED_FILE in lock["files"]
@@ -324,6 +326,12 @@ def test_cache_commands(lk: Lk, project: Path, server: MirrorServer) -> None:
     result = lk("cache", "info")
     assert result.code == 0 and "blobs: 1" in result.out
     assert lk("cache", "verify").code == 0
+    result = lk("cache", "prune", "--keep-ref", "another-ref", "--dry-run")
+    assert result.code == 0 and "would free" in result.out
+    assert "blobs: 1" in lk("cache", "info").out
+    assert lk("cache", "prune", "--keep-ref", "another-ref").code == 0
+    assert "blobs: 0" in lk("cache", "info").out
+    assert lk("fetch", "brcmfmac43602", "--mirror", server.cgit, "--quiet").code == 0
     assert lk("cache", "clear").code == 0
     assert "blobs: 0" in lk("cache", "info").out
     result = lk("fetch", "brcmfmac43602", "--offline", "--quiet")
