@@ -196,6 +196,9 @@ def plan(
 ) -> tuple[Plan, list[str]]:
     """Resolve queries, and the firmware a kernel's modules request, into one plan.
 
+    ``modules`` names kernel modules (from ``kernel``, else from the catalog's module
+    data) whose requests to add, with their dependencies; an empty list adds nothing.
+
     :returns: the plan and warnings (firmware that modules request and the catalog lacks).
     """
     from lkfirmware.catalog import load_catalog
@@ -205,17 +208,18 @@ def plan(
     queries = [queries] if isinstance(queries, str) else list(queries)
     requested: list[str] = []
     warnings: list[str] = []
-    if kernel is not None or modules:
-        if kernel is not None and not all_modules and not modules:
-            raise UsageError("--kernel needs --modules a,b or --all-modules")
+    by_modules = modules is not None or all_modules
+    if all_modules and kernel is None:
+        raise UsageError("--all-modules needs --kernel PATH")
+    if kernel is not None and not by_modules:
+        raise UsageError("--kernel needs --modules a,b or --all-modules")
+    if by_modules:
         scan = scan_kernel(kernel) if kernel is not None else None
         requested, warnings = kernel_requests(
             catalog, scan=scan, modules=None if all_modules else modules, strict=strict
         )
-    elif all_modules:
-        raise UsageError("--all-modules needs --kernel PATH")
     if not queries and not requested:
-        if kernel is not None or modules:
+        if by_modules:  # modules that request nothing the catalog has: an empty plan
             return Plan(ref=catalog.ref), warnings
         raise UsageError("nothing to fetch: give a query, or --kernel with --modules")
     result = resolve(queries, board=board, all_boards=all_boards, catalog=catalog, names=requested)

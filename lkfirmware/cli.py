@@ -348,22 +348,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _note(note)
     if not names:
         print(f"{args.config_file}: loads no module that needs firmware", file=sys.stderr)
-        args.module_names, args.all_modules = None, False
-        if not args.prune:
+        if not args.prune:  # with --prune, firmware entries left from before go
             return 0
-    args.module_names = names
-    args.all_modules = False
-    args.config = args.config_file
-    args.output = None
-    if names:
-        fetched = _fetch(args, [], kernel=kernel)
-    else:
-        from lkfirmware.api import Fetched
-        from lkfirmware.fetcher import FetchResult
-        from lkfirmware.plan import Plan
-
-        ref = args.ref or _catalog(args).ref
-        fetched = Fetched(Plan(ref=ref), FetchResult(ref, (), (), 0, 0))
+    args.module_names, args.all_modules = names, False
+    args.config, args.output = args.config_file, None
+    fetched = _fetch(args, [], kernel=kernel)
     _report_fetch(args, fetched)
     return _write(args, fetched, args.config_file)
 

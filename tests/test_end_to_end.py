@@ -315,6 +315,14 @@ def test_kernel_modules_and_sync(
     assert lk(*sync, "--check").code == 0
     assert lk(*sync, "--strict").code == 3
 
+    # The config stops loading the modules: sync --prune takes their firmware out.
+    text = config.read_text()
+    config.write_text(text.replace('"brcmfmac", "btusb"', '"btusb"').replace("r8169", "e1000"))
+    result = lk(*sync, "--prune")
+    assert result.code == 0, result.err
+    assert "loads no module that needs firmware" in result.err
+    assert files_entries(config) == {}
+
     # fetch --kernel --modules: the named module and its dependencies
     result = lk("fetch", "--kernel", modules, "--modules", "r8169", *tag, *cfg[2:4], "--json")
     assert result.code == 0
