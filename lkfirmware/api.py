@@ -256,6 +256,7 @@ def fetch(
     jobs: int = 8,
     offline: bool = False,
     lock: str | os.PathLike[str] | None = None,
+    update_lock: bool = True,
     progress: bool | None = None,
     kernel: str | os.PathLike[str] | ModuleScan | None = None,
     modules: Sequence[str] | None = None,
@@ -270,7 +271,8 @@ def fetch(
     :param mirrors: plain-blob mirror presets (``kernel.org``, ``gitlab``) or URL templates
         with ``{path}`` and ``{ref}``; ``file://`` URLs and folders are local trees.
     :param source: ``"plain"`` (default), ``"git"`` (partial clone) or ``"dir"``.
-    :param lock: a lock file to verify against and extend (``lkfirmware.lock``).
+    :param lock: a lock file to verify against and extend (``lkfirmware.lock``);
+        ``update_lock=False`` only verifies.
     :param kernel: a modules directory, LinuxKit ``kernel.tar`` or module file whose
         modules' requests to add (with ``modules`` or ``all_modules``).
     :returns: a :class:`Fetched`: ``.result.blobs`` lists each file's cached location,
@@ -311,6 +313,7 @@ def fetch(
             jobs=jobs,
             offline=offline,
             lock=Path(lock) if lock is not None else None,
+            update_lock=update_lock,
             progress=progress,
         )
         if with_licences:

@@ -403,6 +403,7 @@ def fetch_plan(
     jobs: int = 8,
     offline: bool = False,
     lock: Path | None = None,
+    update_lock: bool = True,
     progress: bool | None = None,
     settings: HttpSettings | None = None,
 ) -> FetchResult:
@@ -412,7 +413,8 @@ def fetch_plan(
     from ``mirrors`` (preset names or URL templates; see
     :func:`lkfirmware.mirrors.mirror_templates`).  ``jobs`` downloads run in parallel.
     ``offline`` uses only the cache.  ``lock`` names a lock file: its entries must match
-    (else :class:`IntegrityError`, writing nothing), and new files are added to it.
+    (else :class:`IntegrityError`, writing nothing), and new files are added to it
+    unless ``update_lock`` is False (``--check``, ``--dry-run``: verify only).
     ``progress`` shows a bar on stderr (default: when stderr is a terminal).
     ``settings`` tunes retries and timeouts of plain mirrors.
 
@@ -478,7 +480,7 @@ def fetch_plan(
                 session.close()
 
     blobs = tuple(results[item.path] for item in files)
-    if lock is not None:
+    if lock is not None and update_lock:
         _update_lock(cache, lock, plan.ref, blobs)
     return FetchResult(
         ref=plan.ref,

@@ -264,6 +264,10 @@ def test_lock_mismatch_exits_4(lk: Lk, cfg: tuple[str, ...], config: Path, proje
     result = lk("fetch", "brcmfmac43602", *cfg, "--cache-dir", project / "fresh-cache")
     assert result.code == 4, result.err
     assert config.read_bytes() == before
+    locked = lock.read_bytes()
+    result = lk("fetch", "brcmfmac43602", *cfg, "--check", "--cache-dir", project / "cache-3")
+    assert result.code == 4, result.err  # --check verifies against the lock file too
+    assert lock.read_bytes() == locked
 
 
 def test_unknown_query_exits_2(lk: Lk, config: Path) -> None:
