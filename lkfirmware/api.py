@@ -410,11 +410,12 @@ def add_to_config(
     :param dest: where blobs are staged (default ``firmware/`` beside the config).
     :param absolute_sources: write absolute ``source:`` paths instead of paths relative to
         the config's folder (linuxkit reads sources relative to its working directory).
-    :param prune: remove ``/lib/firmware`` entries (and staged files) no longer resolved.
+    :param prune: remove ``/lib/firmware`` entries no longer resolved, and the files in
+        ``dest`` that they pointed to (nothing else in ``dest`` is touched).
     :param compress: ``"xz"`` or ``"zstd"`` for kernels with ``CONFIG_FW_LOADER_COMPRESS``.
     :param write: False for ``--check`` / ``--dry-run``: compute, change nothing.
     """
-    from lkfirmware.config import update_config
+    from lkfirmware.config import entry_sources, normalise_path, update_config
     from lkfirmware.stage import FIRMWARE_ROOT, prune_staged
 
     config_path = Path(config)
@@ -436,8 +437,16 @@ def add_to_config(
         write=write,
     )
     removed: list[Path] = []
-    if prune:
-        removed = prune_staged(destination, [item.staged for item in staged], write=write)
+    if prune and change.removed:
+        sources = entry_sources(change.old_text, str(config_path))
+        folder = config_path.resolve().parent
+        dropped = [
+            folder / os.path.expanduser(sources[key])
+            for key in (normalise_path(path) for path in change.removed)
+            if key in sources
+        ]
+        keep = [item.staged for item in staged]
+        removed = prune_staged(destination, dropped, keep, write=write)
     return ConfigUpdate(change, tuple(staged), tuple(removed))
 
 

@@ -1397,3 +1397,16 @@ def default_mode_warnings(text: str, where: str = "<config>") -> list[str]:
                 f'create /lib as 0700; add mode: "0644"'
             )
     return warnings
+
+
+def entry_sources(text: str, where: str = "<config>") -> dict[str, str]:
+    """The ``source:`` of every ``files:`` entry that has one, by normalised path."""
+    root = parse_yaml(text, where)
+    files = root.get(FILES_KEY) if root is not None and root.kind == "map" else None
+    sources = {}
+    for item, path in _existing_entries(files):
+        source = item.resolved().get("source")
+        value = source.scalar() if source is not None else None
+        if value:
+            sources[normalise_path(path)] = value
+    return sources

@@ -161,22 +161,30 @@ def stage_links(
     return staged
 
 
-def prune_staged(dest: Path, keep: Iterable[Path], *, write: bool = True) -> list[Path]:
-    """Files under ``dest`` that are not in ``keep`` (removed unless ``write`` is False)."""
+def prune_staged(
+    dest: Path, dropped: Iterable[Path], keep: Iterable[Path], *, write: bool = True
+) -> list[Path]:
+    """Remove the staged files that dropped ``files:`` entries pointed to.
+
+    Only files inside ``dest`` are touched, never one that is still staged (``keep``),
+    and then only the folders below ``dest`` that this leaves empty: the staging folder
+    may hold other things, and lkfirmware removes nothing it cannot name.
+    """
+    root = dest.resolve()
     wanted = {path.resolve() for path in keep}
-    extra: list[Path] = []
-    if not dest.is_dir():
-        return extra
-    for path in sorted(dest.rglob("*")):
-        if (path.is_file() or path.is_symlink()) and path.resolve() not in wanted:
-            extra.append(path)
+    gone: list[Path] = []
+    for path in dropped:
+        target = path.resolve()
+        if root in target.parents and target not in wanted and target.is_file():
+            gone.append(path)
     if write:
-        for path in extra:
+        for path in gone:
             path.unlink()
-        for folder in sorted((p for p in dest.rglob("*") if p.is_dir()), reverse=True):
-            if not any(folder.iterdir()):
+            folder = path.resolve().parent
+            while folder != root and root in folder.parents and not any(folder.iterdir()):
                 folder.rmdir()
-    return extra
+                folder = folder.parent
+    return gone
 
 
 def files_entries(

@@ -474,3 +474,22 @@ def test_driver_map_from_a_whence_url(server: MirrorServer, tmp_path: Path) -> N
     catalog = Catalog.from_map(json.loads(output.read_text()))
     assert catalog.links["nvidia/ad103"] == "ad102"
     assert catalog.provenance["whence_source"] == url
+
+
+def test_prune_touches_nothing_it_did_not_stage(
+    lk: Lk, server: MirrorServer, config: Path, project: Path
+) -> None:
+    """Even with the project folder as --dest, --prune removes only what dropped
+    entries pointed to."""
+    mine = project / "README.md"
+    mine.write_text("my notes\n")
+    local = ("--config", config, "--mirror", server.cgit, "--quiet", "--dest", project)
+    assert lk("fetch", "brcmfmac43602", "rtl8168h", *local).code == 0
+    assert (project / SEED_FILE).is_file()
+    result = lk("fetch", "rtl8168h", *local, "--prune", "--dry-run")
+    assert result.code == 0 and result.out.count("would remove") == 1
+    assert lk("fetch", "rtl8168h", *local, "--prune").code == 0
+    assert not (project / SEED_FILE).exists() and not (project / "brcm").exists()
+    assert mine.read_text() == "my notes\n" and config.is_file()
+    assert (project / "lkfirmware.lock").is_file()
+    assert (project / "rtl_nic" / "rtl8168h-2.fw").is_file()
