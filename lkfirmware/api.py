@@ -305,6 +305,7 @@ def fetch(
     session = None
     if sources is None:
         sources, session = build_sources(mirrors, jobs=jobs)
+    the_plan = the_plan._replace(ref=index_ref(the_plan.ref, sources))
     try:
         result = fetch_plan(
             the_plan,
@@ -323,6 +324,19 @@ def fetch(
         if session is not None:
             session.close()
     return Fetched(the_plan, result, tuple(warnings))
+
+
+def index_ref(ref: str, sources: Sequence[BlobSource]) -> str:
+    """The ref under which the cache indexes what ``sources`` give.
+
+    A local tree holds whatever version was installed there, not necessarily the
+    linux-firmware ref asked for, so its blobs are indexed (and locked) under
+    ``local:<folder>`` and never answer a later fetch of that ref from a mirror.
+    """
+    from lkfirmware.sources.local import LocalTreeSource
+
+    folders = [str(s.root.resolve()) for s in sources if isinstance(s, LocalTreeSource)]
+    return f"local:{','.join(folders)}" if folders else ref
 
 
 def _add_licences(

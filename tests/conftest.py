@@ -32,3 +32,11 @@ def mirror_server(
     monkeypatch.setenv("LKFIRMWARE_HTTP_TIMEOUT", "5")
     with MirrorServer.from_repo(firmware_repo) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own blob cache, never the user's (a test may set another)."""
+    cache = tmp_path / "lkfirmware-cache"
+    monkeypatch.setenv("LKFIRMWARE_CACHE_DIR", str(cache))
+    return cache

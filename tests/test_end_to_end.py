@@ -51,12 +51,11 @@ def server(mirror_server: MirrorServer, firmware_repo: FirmwareRepo) -> MirrorSe
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A LinuxKit project folder with a real config, and a private cache."""
+def project(tmp_path: Path) -> Path:
+    """A LinuxKit project folder with a real config."""
     folder = tmp_path / "project"
     folder.mkdir()
     shutil.copy(SHARED / "corpus" / "minimal.yml", folder / "linuxkit.yml")
-    monkeypatch.setenv("LKFIRMWARE_CACHE_DIR", str(tmp_path / "cache"))
     return folder
 
 
@@ -493,3 +492,18 @@ def test_prune_touches_nothing_it_did_not_stage(
     assert mine.read_text() == "my notes\n" and config.is_file()
     assert (project / "lkfirmware.lock").is_file()
     assert (project / "rtl_nic" / "rtl8168h-2.fw").is_file()
+
+
+def test_a_local_tree_does_not_answer_for_a_linux_firmware_ref(
+    lk: Lk, server: MirrorServer, tmp_path: Path, firmware_repo: FirmwareRepo
+) -> None:
+    tree = tmp_path / "installed"
+    (tree / "rtl_nic").mkdir(parents=True)
+    (tree / "rtl_nic" / "rtl8168h-2.fw").write_bytes(b"another version\n")
+    result = lk("fetch", "rtl8168h", "--source", "dir", "--mirror", tree, "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)[0]["size"] == len(b"another version\n")
+    result = lk("fetch", "rtl8168h", "--mirror", server.cgit, "--json")
+    assert result.code == 0, result.err
+    location = json.loads(result.out)[0]["location"]
+    assert Path(location).read_bytes() == firmware_repo.files["rtl_nic/rtl8168h-2.fw"]
