@@ -159,12 +159,19 @@ class _Resolver:
             return list(names)
         kept: list[str] = []
         skipped: dict[str, set[str]] = {}
+        chosen_found = False
         for name in names:
             board = self.requests.board_of(name)
             if board is None or board[1] == self.board:
                 kept.append(name)
+                chosen_found = chosen_found or board is not None
             else:
                 skipped.setdefault(board[0], set()).add(board[1])
+        if self.board is not None and skipped and not chosen_found:
+            boards = ", ".join(sorted(set().union(*skipped.values())))
+            raise QueryError(
+                f"no board-specific file is for board {self.board!r}. Boards: {boards}"
+            )
         if self.board is None and skipped:
             bases = ", ".join(sorted(skipped))
             self.notes.append(

@@ -179,3 +179,12 @@ def test_names_from_a_kernel_keep_only_the_chosen_boards_files() -> None:
     ]
     every = resolve([], names=requested, catalog=catalog, all_boards=True)
     assert len([p for p in file_paths(every) if p.endswith(".txt")]) > 20
+
+
+def test_a_misspelled_board_is_an_error_for_drivers_and_kernels_too() -> None:
+    with pytest.raises(QueryError, match="raspberrypi,4-model-b"):
+        resolve("brcmfmac", board="raspberrypi,4-model-bb")
+    catalog = load_catalog()
+    with pytest.raises(QueryError, match="no board-specific file"):
+        resolve([], names=catalog.expand("brcm/brcmfmac*-sdio.*.txt"), board="nope")
+    assert resolve("r8169", board="nope").files  # no board files at all: nothing to choose
