@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from lkfirmware.errors import UsageError
+from lkfirmware.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -73,14 +73,16 @@ def is_current(staged: Path, blob: CachedBlob, compress: Compression | None) -> 
     if not staged.is_file() or staged.is_symlink():
         return False
     if compress is None:
-        if info.st_size != blob.size:
-            return False
-        try:
-            if os.path.samefile(staged, blob.location):
-                return True
-        except OSError:
-            pass
-        return _sha256_of(staged) == blob.sha256
+        linked = _same_file(staged, blob.location)
+        if info.st_size == blob.size and _sha256_of(staged) == blob.sha256:
+            return True
+        if linked:  # the staged hard link was edited, and with it the cache's copy
+            raise IntegrityError(
+                f"{staged} was changed in place, and with it the cached blob it is a hard "
+                f"link to ({blob.location}). Run `lkfirmware cache verify --repair`, then "
+                "fetch again; to change a firmware file, copy it and point source: at the copy"
+            )
+        return False
     from lkfirmware.compress import decompress_bytes
 
     try:
@@ -88,6 +90,13 @@ def is_current(staged: Path, blob: CachedBlob, compress: Compression | None) -> 
     except ValueError:
         return False
     return len(data) == blob.size and hashlib.sha256(data).hexdigest() == blob.sha256
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
 
 
 def _place(blob: CachedBlob, staged: Path, compress: Compression | None) -> None:

@@ -507,3 +507,19 @@ def test_a_local_tree_does_not_answer_for_a_linux_firmware_ref(
     assert result.code == 0, result.err
     location = json.loads(result.out)[0]["location"]
     assert Path(location).read_bytes() == firmware_repo.files["rtl_nic/rtl8168h-2.fw"]
+
+
+def test_an_edited_hard_link_is_caught(lk: Lk, cfg: tuple[str, ...], project: Path) -> None:
+    assert lk("fetch", "brcmfmac43602", *cfg).code == 0
+    staged = project / "firmware" / SEED_FILE
+    staged.chmod(0o644)
+    with staged.open("r+b") as stream:  # an edit in place, as `dd conv=notrunc` does
+        stream.seek(100)
+        stream.write(b"X")
+    result = lk("fetch", "brcmfmac43602", *cfg, "--check")
+    assert result.code == 4 and "cache verify --repair" in result.err
+    assert lk("cache", "verify").code == 4
+    assert lk("cache", "verify", "--repair").code == 0
+    staged.unlink()
+    assert lk("fetch", "brcmfmac43602", *cfg).code == 0
+    assert lk("fetch", "brcmfmac43602", *cfg, "--check").code == 0
