@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
-from lkfirmware.errors import FetchError, UsageError
+from lkfirmware.errors import ConfigError, FetchError, UsageError
 from lkfirmware.plan import FirmwareFile, Plan
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from lkfirmware.cache import Cache
     from lkfirmware.catalog import Catalog
@@ -429,27 +430,53 @@ def add_to_config(
     :param compress: ``"xz"`` or ``"zstd"`` for kernels with ``CONFIG_FW_LOADER_COMPRESS``.
     :param write: False for ``--check`` / ``--dry-run``: compute, change nothing.
     """
-    from lkfirmware.config import entry_sources, normalise_path, update_config
-    from lkfirmware.stage import FIRMWARE_ROOT, prune_staged
+    from lkfirmware.config import update_config
+    from lkfirmware.stage import FIRMWARE_ROOT
 
     config_path = Path(config)
     if not config_path.is_file():
         raise UsageError(f"{config_path}: no such config file")
-    destination, staged, entries = stage(
-        fetched,
-        config_path,
-        dest=dest,
-        absolute_sources=absolute_sources,
-        compress=compress,
-        write=write,
-    )
-    change = update_config(
-        config_path,
-        entries,
-        prune_under=FIRMWARE_ROOT if prune else None,
-        merge_duplicate_files=merge_duplicate_files,
-        write=write,
-    )
+    with editing(config_path):
+        destination, staged, entries = stage(
+            fetched,
+            config_path,
+            dest=dest,
+            absolute_sources=absolute_sources,
+            compress=compress,
+            write=write,
+        )
+        prune_under = FIRMWARE_ROOT if prune else None
+        change = update_config(
+            config_path,
+            entries,
+            prune_under=prune_under,
+            merge_duplicate_files=merge_duplicate_files,
+            write=False,
+        )
+        if write and change.changed:
+            refuse_read_only(config_path)
+            change = update_config(
+                config_path,
+                entries,
+                prune_under=prune_under,
+                merge_duplicate_files=merge_duplicate_files,
+            )
+        removed = _prune(config_path, change, destination, staged, prune=prune, write=write)
+    return ConfigUpdate(change, tuple(staged), tuple(removed))
+
+
+def _prune(
+    config_path: Path,
+    change: ConfigChange,
+    destination: Path,
+    staged: Sequence[StagedFile],
+    *,
+    prune: bool,
+    write: bool,
+) -> list[Path]:
+    from lkfirmware.config import entry_sources, normalise_path
+    from lkfirmware.stage import prune_staged
+
     removed: list[Path] = []
     if prune and change.removed:
         sources = entry_sources(change.old_text, str(config_path))
@@ -461,7 +488,7 @@ def add_to_config(
         ]
         keep = [item.staged for item in staged]
         removed = prune_staged(destination, dropped, keep, write=write)
-    return ConfigUpdate(change, tuple(staged), tuple(removed))
+    return removed
 
 
 def write_firmware_yml(
@@ -478,16 +505,43 @@ def write_firmware_yml(
     from lkfirmware.config import write_firmware_yml as write_yml
 
     output_path = Path(output)
-    _, staged, entries = stage(
-        fetched,
-        output_path,
-        dest=dest,
-        absolute_sources=absolute_sources,
-        compress=compress,
-        write=write,
-    )
-    change = write_yml(output_path, entries, write=write)
+    with editing(output_path):
+        _, staged, entries = stage(
+            fetched,
+            output_path,
+            dest=dest,
+            absolute_sources=absolute_sources,
+            compress=compress,
+            write=write,
+        )
+        change = write_yml(output_path, entries, write=write)
     return ConfigUpdate(change, tuple(staged), ())
+
+
+@contextmanager
+def editing(yml: Path) -> Iterator[None]:
+    """Hold the lock that serialises lkfirmware processes editing the same yml (and its
+    staging folder): two `make -j` steps must not lose each other's entries.  The lock
+    file lives in the temporary folder, not beside the user's config."""
+    import hashlib
+    import tempfile
+
+    from filelock import FileLock
+
+    key = hashlib.sha256(os.path.realpath(yml).encode()).hexdigest()[:32]
+    with FileLock(os.path.join(tempfile.gettempdir(), f"lkfirmware-edit-{key}.lock")):
+        yield
+
+
+def refuse_read_only(path: Path) -> None:
+    """Leave a config whose permissions forbid writing alone (even as root)."""
+    import stat
+
+    if not stat.S_IMODE(os.stat(path).st_mode) & 0o222:
+        raise ConfigError(
+            f"{path} is read-only (mode {stat.S_IMODE(os.stat(path).st_mode):04o}); "
+            "make it writable to let lkfirmware add its entries, or use --output"
+        )
 
 
 def check_config(config: str | os.PathLike[str], *, merge_duplicate_files: bool = False) -> None:

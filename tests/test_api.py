@@ -41,7 +41,7 @@ def test_fetch_then_add_to_config(
 ) -> None:
     monkeypatch.setenv("LKFIRMWARE_CACHE_DIR", str(tmp_path / "cache"))
     config = tmp_path / "linuxkit.yml"
-    shutil.copy(SHARED / "corpus" / "sshd.yml", config)
+    shutil.copyfile(SHARED / "corpus" / "sshd.yml", config)
     fetched = lkfirmware.fetch(
         ["brcmfmac43455"],
         board="raspberrypi,4-model-b",

@@ -55,7 +55,7 @@ def project(tmp_path: Path) -> Path:
     """A LinuxKit project folder with a real config."""
     folder = tmp_path / "project"
     folder.mkdir()
-    shutil.copy(SHARED / "corpus" / "minimal.yml", folder / "linuxkit.yml")
+    shutil.copyfile(SHARED / "corpus" / "minimal.yml", folder / "linuxkit.yml")
     return folder
 
 
@@ -434,7 +434,7 @@ def test_prune_drops_entries_and_staged_files_no_longer_resolved(
 
 
 def test_the_seed_sample_with_two_files_keys(lk: Lk, cfg: tuple[str, ...], config: Path) -> None:
-    shutil.copy(SHARED / "corpus" / "wifi-seed.yml", config)
+    shutil.copyfile(SHARED / "corpus" / "wifi-seed.yml", config)
     before = config.read_bytes()
     result = lk("fetch", "brcmfmac43602", *cfg)
     assert result.code == 2
@@ -523,3 +523,34 @@ def test_an_edited_hard_link_is_caught(lk: Lk, cfg: tuple[str, ...], project: Pa
     staged.unlink()
     assert lk("fetch", "brcmfmac43602", *cfg).code == 0
     assert lk("fetch", "brcmfmac43602", *cfg, "--check").code == 0
+
+
+def test_a_read_only_config_is_refused(lk: Lk, cfg: tuple[str, ...], config: Path) -> None:
+    config.chmod(0o444)
+    before = config.read_bytes()
+    result = lk("fetch", "brcmfmac43602", *cfg)
+    assert result.code == 2 and "read-only" in result.err
+    assert config.read_bytes() == before
+
+
+def test_parallel_fetches_into_one_config_lose_nothing(
+    config: Path, server: MirrorServer, firmware_repo: FirmwareRepo
+) -> None:
+    """As `make -j` would run them: four processes, four files, one linuxkit.yml."""
+    paths = [
+        "rtl_nic/rtl8168h-1.fw",
+        "rtl_nic/rtl8125a-3.fw",
+        "nvidia/ad102/gsp/gsp-570.144.bin",
+        "brcm/brcmfmac43602-pcie.ap.bin",
+    ]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    options = ["--ref", firmware_repo.tag, "--config", str(config), "--mirror", server.cgit]
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "lkfirmware", "fetch", path, *options, "--quiet"],
+                         env=env, stderr=subprocess.PIPE)
+        for path in paths
+    ]  # fmt: skip
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    assert set(files_entries(config)) == {f"/lib/firmware/{path}" for path in paths}
