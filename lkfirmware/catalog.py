@@ -218,9 +218,10 @@ class Catalog:
                     return self.drivers[driver_name]
         return None
 
-    def files_below(self, directory: str) -> list[str]:
+    def names_below(self, directory: str) -> list[str]:
+        """The files and links declared below ``directory``."""
         prefix = directory.rstrip("/") + "/"
-        return sorted(name for name in self._file_group if name.startswith(prefix))
+        return sorted(name for name in self.names() if name.startswith(prefix))
 
     def licence_files(self, keys: Iterator[str | None] | list[str | None]) -> list[str]:
         """The licence files (``LICENCE.x``, ``NOTICE.y``) that licence keys name."""

@@ -261,17 +261,19 @@ class _Resolver:
     def plan(self) -> Plan:
         files: dict[str, FirmwareFile] = {}
         links: dict[str, FirmwareLink] = {}
-        for name in self.names:
+        pending, seen = list(self.names), set(self.names)
+        while pending:
+            name = pending.pop()
             for link in self.catalog.links_on_the_way(name):
                 links[link.path] = link
             final = self.catalog.final_path(name)
-            if final is None:
-                continue
-            targets = [final] if self.catalog.has_file(final) else []
-            for path in targets or self.catalog.files_below(final):
-                item = self.catalog.file(path)
-                if item is not None:
-                    files[path] = item
+            item = self.catalog.file(final) if final is not None else None
+            if item is not None:
+                files[item.path] = item
+            elif final is not None:  # a directory: its files, and the links inside it
+                below = [n for n in self.catalog.names_below(final) if n not in seen]
+                seen.update(below)
+                pending.extend(below)
         return Plan(
             ref=self.catalog.ref,
             files=tuple(files[p] for p in sorted(files)),

@@ -188,3 +188,12 @@ def test_a_misspelled_board_is_an_error_for_drivers_and_kernels_too() -> None:
     with pytest.raises(QueryError, match="no board-specific file"):
         resolve([], names=catalog.expand("brcm/brcmfmac*-sdio.*.txt"), board="nope")
     assert resolve("r8169", board="nope").files  # no board files at all: nothing to choose
+
+
+def test_a_directory_link_brings_the_links_inside_the_directory() -> None:
+    plan = resolve("nvidia/ad103")
+    links = link_pairs(plan)
+    assert links["nvidia/ad103"] == "ad102"
+    assert links["nvidia/ad102/gsp/gsp-570.144.bin"] == "../../ga102/gsp/gsp-570.144.bin"
+    assert "nvidia/ga102/gsp/gsp-570.144.bin" in file_paths(plan)
+    assert "nvidia/ad102/gsp/booter_load-535.113.01.bin" in file_paths(plan)
