@@ -51,6 +51,8 @@ class ConfigUpdate(NamedTuple):
     change: ConfigChange
     staged: tuple[StagedFile, ...]
     removed_files: tuple[Path, ...]
+    dest: Path
+    """The staging folder."""
 
     @property
     def changed(self) -> bool:
@@ -234,7 +236,9 @@ def scan_kernel(kernel: str | os.PathLike[str] | ModuleScan) -> ModuleScan:
         return kernel
     path = Path(kernel)
     if not path.exists():
-        raise UsageError(f"--kernel {path}: no such file or folder")
+        raise UsageError(
+            f"{path}: no such file or folder (give lib/modules/VERSION, a kernel.tar or a module)"
+        )
     scan = scan_modules(path)
     for problem in scan.problems:
         print(f"lkfirmware: warning: skipped {problem.path}: {problem.reason}", file=sys.stderr)
@@ -399,7 +403,10 @@ def stage(
 
     folder = yml.resolve().parent
     destination = Path(dest) if dest is not None else folder / DEFAULT_DEST
-    raw = {item.path for item in fetched.plan.files if item.raw}
+    planned = {item.path: item for item in fetched.plan.files}
+    # RawFile: entries, and licence texts (fetched beside the plan), stay uncompressed
+    raw = {blob.path for blob in fetched.result.blobs}
+    raw -= {path for path, item in planned.items() if not item.raw}
     staged = stage_blobs(fetched.result.blobs, destination, compress=compress, raw=raw, write=write)
     links = stage_links(fetched.result.links, compress=compress, raw=raw)
     entries = files_entries(staged, links, config_dir=folder, absolute_sources=absolute_sources)
@@ -462,7 +469,7 @@ def add_to_config(
                 merge_duplicate_files=merge_duplicate_files,
             )
         removed = _prune(config_path, change, destination, staged, prune=prune, write=write)
-    return ConfigUpdate(change, tuple(staged), tuple(removed))
+    return ConfigUpdate(change, tuple(staged), tuple(removed), destination)
 
 
 def _prune(
@@ -506,7 +513,7 @@ def write_firmware_yml(
 
     output_path = Path(output)
     with editing(output_path):
-        _, staged, entries = stage(
+        destination, staged, entries = stage(
             fetched,
             output_path,
             dest=dest,
@@ -515,7 +522,7 @@ def write_firmware_yml(
             write=write,
         )
         change = write_yml(output_path, entries, write=write)
-    return ConfigUpdate(change, tuple(staged), ())
+    return ConfigUpdate(change, tuple(staged), (), destination)
 
 
 @contextmanager
@@ -553,6 +560,24 @@ def check_config(config: str | os.PathLike[str], *, merge_duplicate_files: bool 
     if not path.is_file():
         raise UsageError(f"{path}: no such config file")
     update_config(path, [], merge_duplicate_files=merge_duplicate_files, write=False)
+
+
+def check_output(output: str | os.PathLike[str]) -> None:
+    """Raise :class:`ConfigError` now if ``output`` exists and lkfirmware did not write it."""
+    from lkfirmware.config import write_firmware_yml as write_yml
+
+    write_yml(Path(output), [], write=False)
+
+
+def pinned_ref(lock: str | os.PathLike[str]) -> str | None:
+    """The linux-firmware ref a lock file pins (None without one, or for a local tree):
+    a build with a lock file keeps fetching that ref after lkfirmware is upgraded."""
+    from lkfirmware.lockfile import read_lock
+
+    found = read_lock(Path(lock))
+    if found is None or found.ref.startswith("local:"):
+        return None
+    return found.ref
 
 
 def default_lock(config: str | os.PathLike[str] | None) -> Path | None:

@@ -207,10 +207,12 @@ def _modules_list(text: str | None) -> list[str] | None:
 
 
 def _fetch(args: argparse.Namespace, queries: Sequence[str], kernel: Any = None) -> Fetched:
-    from lkfirmware.api import default_lock, fetch
+    from lkfirmware.api import default_lock, fetch, pinned_ref
 
     config = getattr(args, "config", None) or getattr(args, "output", None)
     lock = args.lock or default_lock(config)
+    if args.ref is None and lock is not None:
+        args.ref = pinned_ref(lock)
     fetched = fetch(
         queries,
         board=args.board,
@@ -314,7 +316,7 @@ def _write(args: argparse.Namespace, fetched: Fetched, config: str | None) -> in
         else:
             print(f"{change.path}: up to date", file=sys.stderr)
         if stale:
-            print(f"staged {len(stale)} file(s) under {stale[0].parents[0]}", file=sys.stderr)
+            print(f"staged {len(stale)} file(s) under {update.dest}", file=sys.stderr)
     return 0
 
 
@@ -325,11 +327,22 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         raise UsageError("--check and --dry-run need --config or --output")
     if args.modules and not args.kernel:
         raise UsageError("--modules needs --kernel PATH (use queries for the catalog's modules)")
+    writing = {"--dest": args.dest, "--prune": args.prune, "--compress": args.compress,
+               "--absolute-sources": args.absolute_sources,
+               "--merge-duplicate-files": args.merge_duplicate_files}  # fmt: skip
+    if not (args.config or args.output):
+        given = [option for option, value in writing.items() if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --config or --output")
+    elif args.output and (args.prune or args.merge_duplicate_files):
+        raise UsageError("--prune and --merge-duplicate-files apply to --config, not --output")
     args.module_names = _modules_list(args.modules)
-    if args.config:
-        from lkfirmware.api import check_config
+    from lkfirmware.api import check_config, check_output
 
+    if args.config:
         check_config(args.config, merge_duplicate_files=args.merge_duplicate_files)
+    if args.output:
+        check_output(args.output)
     fetched = _fetch(args, args.queries)
     _report_fetch(args, fetched)
     return _write(args, fetched, args.config)
@@ -418,6 +431,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return 4 if problems and not args.repair else 0
     if args.action == "prune":
         days = args.older_than_days
+        if days is not None and days < 0:
+            raise UsageError(f"--older-than-days must not be negative, not {days}")
         result = cache.prune(
             keep_refs=args.keep_ref or None,
             older_than=days * 86400 if days is not None else None,
@@ -431,7 +446,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         )
         return 0
     removed = cache.clear()
-    print(f"cleared {cache.root} ({removed} item(s))")
+    print(f"cleared {cache.root}: freed {human_size(removed)}")
     return 0
 
 

@@ -554,3 +554,36 @@ def test_parallel_fetches_into_one_config_lose_nothing(
         _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
     assert set(files_entries(config)) == {f"/lib/firmware/{path}" for path in paths}
+
+
+def test_options_that_need_a_yml_and_an_early_output_check(
+    lk: Lk, project: Path, server: MirrorServer
+) -> None:
+    result = lk("fetch", "brcmfmac43602", "--dest", project / "x", "--compress", "xz")
+    assert result.code == 2 and "--dest, --compress only apply" in result.err
+    mine = project / "firmware.yml"
+    mine.write_text("files: []\n")  # hand-written: not lkfirmware's to overwrite
+    result = lk("fetch", "brcmfmac43602", "--output", mine, "--mirror", server.cgit)
+    assert result.code == 2 and server.requests == []
+    assert lk("cache", "prune", "--older-than-days", "-1").code == 2
+
+
+def test_the_lock_file_keeps_its_ref(
+    lk: Lk, config: Path, server: MirrorServer, firmware_repo: FirmwareRepo
+) -> None:
+    """A build with a lock file keeps its linux-firmware ref without --ref."""
+    local = ("--config", config, "--mirror", server.cgit, "--quiet")
+    assert lk("fetch", "rtl8168h", "--ref", firmware_repo.tag, *local).code == 0
+    assert lk("fetch", "brcmfmac43602", *local).code == 0
+    lock = json.loads((config.parent / "lkfirmware.lock").read_text())
+    assert lock["ref"] == firmware_repo.tag and SEED_FILE in lock["files"]
+
+
+def test_licences_stay_uncompressed(
+    lk: Lk, cfg: tuple[str, ...], config: Path, tag: tuple[str, ...]
+) -> None:
+    result = lk("fetch", "brcmfmac43602", *tag, *cfg, "--with-licences", "--compress", "xz")
+    assert result.code == 0, result.err
+    entries = files_entries(config)
+    assert f"/lib/firmware/{SEED_FILE}.xz" in entries
+    assert "/lib/firmware/LICENCE.broadcom_bcm43xx" in entries
