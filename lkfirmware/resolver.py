@@ -183,14 +183,14 @@ class _Resolver:
     # -- chips ---------------------------------------------------------------------------
 
     def chip_candidates(self, stem: str) -> list[str]:
-        candidates = []
-        for name in [name for name in self.catalog.names() if stem in name]:
-            basename = name.rpartition("/")[2]
-            if basename.startswith(stem) and (
-                len(basename) == len(stem) or basename[len(stem)] in _STEM_SEPARATORS
-            ):
-                candidates.append(name)
-        return candidates
+        """Names whose file name is ``stem`` or starts with it and a separator; when
+        none is written so, the same ignoring case (``RTL8168H``)."""
+        names = self.catalog.names()
+        found = _named_after(stem, [name for name in names if stem in name])
+        if not found:
+            low = stem.lower()
+            found = _named_after(low, [n for n in names if low in n.lower()], fold=True)
+        return found
 
     def chip_names(self, stem: str) -> list[str]:
         candidates = self.chip_candidates(stem)
@@ -280,6 +280,19 @@ class _Resolver:
             links=tuple(links[p] for p in sorted(links)),
             notes=tuple(self.notes),
         )
+
+
+def _named_after(stem: str, names: list[str], *, fold: bool = False) -> list[str]:
+    """The names whose file name is ``stem``, or ``stem`` and a separator and more."""
+    found = []
+    for name in names:
+        basename = name.rpartition("/")[2]
+        basename = basename.lower() if fold else basename
+        if basename.startswith(stem) and (
+            len(basename) == len(stem) or basename[len(stem)] in _STEM_SEPARATORS
+        ):
+            found.append(name)
+    return found
 
 
 def _stem_of(basename: str) -> str:

@@ -197,3 +197,8 @@ def test_a_directory_link_brings_the_links_inside_the_directory() -> None:
     assert links["nvidia/ad102/gsp/gsp-570.144.bin"] == "../../ga102/gsp/gsp-570.144.bin"
     assert "nvidia/ga102/gsp/gsp-570.144.bin" in file_paths(plan)
     assert "nvidia/ad102/gsp/booter_load-535.113.01.bin" in file_paths(plan)
+
+
+def test_chip_stems_ignore_case_when_nothing_matches_exactly() -> None:
+    assert file_paths(resolve("RTL8168H")) == ["rtl_nic/rtl8168h-2.fw"]
+    assert file_paths(resolve("BRCMFMAC43602")) == ["brcm/brcmfmac43602-pcie.bin"]
