@@ -795,11 +795,14 @@ class _FilesEditor:
         prune_under: str | None,
     ) -> None:
         prefix = _prune_prefix(prune_under)
+        wanted_firmware = {_uncompressed(key) for key in wanted_keys}
         for item, path in existing:
             key = normalise_path(path)
             duplicate = key in wanted_keys and first_item[key] is not item
             pruned = prefix is not None and key.startswith(prefix) and key not in wanted_keys
-            if duplicate or pruned:
+            # the same firmware staged with another compression (or none): one must go
+            variant = key not in wanted_keys and _uncompressed(key) in wanted_firmware
+            if duplicate or pruned or variant:
                 self._remove_item(item)
                 self.removed.append(path)
 
@@ -950,6 +953,14 @@ def _value_matches(node: YamlNode, key: str, value: str) -> bool:
     if key == "mode":
         return target.style in ("'", '"')
     return target.style is not None or target.tag == _STR_TAG or _plain_is_string(value)
+
+
+def _uncompressed(key: str) -> str:
+    """A firmware path without the compression suffix the kernel would also try."""
+    for suffix in (".xz", ".zst"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
 
 
 def _prune_prefix(prune_under: str | None) -> str | None:

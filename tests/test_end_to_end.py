@@ -587,3 +587,22 @@ def test_licences_stay_uncompressed(
     entries = files_entries(config)
     assert f"/lib/firmware/{SEED_FILE}.xz" in entries
     assert "/lib/firmware/LICENCE.broadcom_bcm43xx" in entries
+
+
+def test_switching_compression_replaces_the_entries(
+    lk: Lk, cfg: tuple[str, ...], config: Path, tag: tuple[str, ...]
+) -> None:
+    for compress in (("--compress", "xz"), ("--compress", "zstd"), ()):
+        result = lk("fetch", *PI4, *tag, *cfg, *compress)
+        assert result.code == 0, result.err
+        suffix = {"xz": ".xz", "zstd": ".zst"}[compress[1]] if compress else ""
+        assert sorted(files_entries(config)) == sorted(
+            f"/lib/firmware/{path}{suffix}"
+            for path in (
+                "brcm/brcmfmac43455-sdio.bin",
+                "brcm/brcmfmac43455-sdio.clm_blob",
+                "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
+                "cypress/cyfmac43455-sdio.bin",
+                "cypress/cyfmac43455-sdio.clm_blob",
+            )
+        )
