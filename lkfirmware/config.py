@@ -58,7 +58,7 @@ FILES_ENTRY_KEYS = frozenset(
 
 FIRMWARE_YML_HEADER = (
     "# Firmware for a LinuxKit image, written by lkfirmware; edits are overwritten.\n"
-    "# Build with it beside your config: linuxkit build linuxkit.yml firmware.yml\n"
+    "# Pass it to linuxkit beside your config: linuxkit build linuxkit.yml THIS-FILE.yml\n"
 )
 
 _CONTENT_KEYS = ("symlink", "source", "contents", "metadata", "directory")
@@ -802,7 +802,8 @@ class _FilesEditor:
             pruned = prefix is not None and key.startswith(prefix) and key not in wanted_keys
             # the same firmware staged with another compression (or none): one must go
             variant = key not in wanted_keys and _uncompressed(key) in wanted_firmware
-            if duplicate or pruned or variant:
+            folder = item.resolved().get("directory") is not None  # never a firmware file
+            if duplicate or ((pruned or variant) and not folder):
                 self._remove_item(item)
                 self.removed.append(path)
 

@@ -849,3 +849,19 @@ def test_a_merge_that_would_change_an_entry_is_refused() -> None:
         edit_config_text(
             text.replace("\nkernel:\n  image: k\n", ""), [], merge_duplicate_files=True
         )
+
+
+def test_prune_keeps_directory_entries() -> None:
+    text = (
+        "files:\n"
+        "  - path: /lib/firmware/brcm\n"
+        "    directory: true\n"
+        '    mode: "0755"\n'
+        "  - path: /lib/firmware/old.bin\n"
+        "    source: firmware/old.bin\n"
+        '    mode: "0644"\n'
+    )
+    wanted = [FilesEntry("/lib/firmware/brcm/new.bin", source="firmware/brcm/new.bin")]
+    change = edit_config_text(text, wanted, prune_under="/lib/firmware")
+    assert change.removed == ("/lib/firmware/old.bin",)
+    assert "path: /lib/firmware/brcm\n    directory: true" in change.new_text
