@@ -240,6 +240,12 @@ def _fetch(args: argparse.Namespace, queries: Sequence[str], kernel: Any = None)
     return fetched
 
 
+def _short_ref(ref: str) -> str:
+    """A commit id shortened as git does; tags, branches and local:<folder> in full."""
+    is_commit = len(ref) == 40 and all(c in "0123456789abcdef" for c in ref.lower())
+    return ref[:12] if is_commit else ref
+
+
 def _report_fetch(args: argparse.Namespace, fetched: Fetched) -> None:
     from lkfirmware.cache import human_size
 
@@ -256,7 +262,7 @@ def _report_fetch(args: argparse.Namespace, fetched: Fetched) -> None:
         count = len(result.blobs)
         total = result.downloaded_bytes + result.cached_bytes
         print(
-            f"{count} file(s), {len(result.links)} link(s) at {result.ref[:12]}: "
+            f"{count} file(s), {len(result.links)} link(s) at {_short_ref(result.ref)}: "
             f"{human_size(total)}; downloaded {human_size(result.downloaded_bytes)}, "
             f"from the cache {human_size(result.cached_bytes)}",
             file=sys.stderr,
