@@ -118,6 +118,7 @@ class _Resolver:
                 raise QueryError(f"no firmware path matches the glob {text!r}")
             self.add(self.keep_board(matches))
         elif "/" in query or query in self.catalog.links or self.catalog.has_file(query):
+            query = posixpath.normpath(query)  # ./brcm/x.bin, brcm//x.bin
             if self.catalog.final_path(query) is None:
                 raise QueryError(self.unknown(query, "no firmware file or link is named"))
             self.add([query])

@@ -202,3 +202,8 @@ def test_a_directory_link_brings_the_links_inside_the_directory() -> None:
 def test_chip_stems_ignore_case_when_nothing_matches_exactly() -> None:
     assert file_paths(resolve("RTL8168H")) == ["rtl_nic/rtl8168h-2.fw"]
     assert file_paths(resolve("BRCMFMAC43602")) == ["brcm/brcmfmac43602-pcie.bin"]
+
+
+def test_paths_are_normalised() -> None:
+    for spelling in ("./brcm/brcmfmac43602-pcie.bin", "brcm//brcmfmac43602-pcie.bin"):
+        assert file_paths(resolve(spelling)) == ["brcm/brcmfmac43602-pcie.bin"]
