@@ -443,8 +443,19 @@ def add_to_config(
     config_path = Path(config)
     if not config_path.is_file():
         raise UsageError(f"{config_path}: no such config file")
-    with editing(config_path):
-        destination, staged, entries = stage(
+    prune_under = FIRMWARE_ROOT if prune else None
+
+    def edit(entries: Sequence[FilesEntry], write: bool) -> ConfigChange:
+        return update_config(
+            config_path,
+            entries,
+            prune_under=prune_under,
+            merge_duplicate_files=merge_duplicate_files,
+            write=write,
+        )
+
+    def staging(write: bool) -> tuple[Path, list[StagedFile], list[FilesEntry]]:
+        return stage(
             fetched,
             config_path,
             dest=dest,
@@ -452,22 +463,16 @@ def add_to_config(
             compress=compress,
             write=write,
         )
-        prune_under = FIRMWARE_ROOT if prune else None
-        change = update_config(
-            config_path,
-            entries,
-            prune_under=prune_under,
-            merge_duplicate_files=merge_duplicate_files,
-            write=False,
-        )
-        if write and change.changed:
-            refuse_read_only(config_path)
-            change = update_config(
-                config_path,
-                entries,
-                prune_under=prune_under,
-                merge_duplicate_files=merge_duplicate_files,
+
+    with editing(config_path):
+        # a read-only config is refused before anything is staged
+        if write and is_read_only(config_path) and edit(staging(False)[2], False).changed:
+            raise ConfigError(
+                f"{config_path} is read-only; make it writable to let lkfirmware add "
+                "its entries, or write them to a separate file with --output"
             )
+        destination, staged, entries = staging(write)
+        change = edit(entries, write)
         removed = _prune(config_path, change, destination, staged, prune=prune, write=write)
     return ConfigUpdate(change, tuple(staged), tuple(removed), destination)
 
@@ -540,15 +545,12 @@ def editing(yml: Path) -> Iterator[None]:
         yield
 
 
-def refuse_read_only(path: Path) -> None:
-    """Leave a config whose permissions forbid writing alone (even as root)."""
+def is_read_only(path: Path) -> bool:
+    """True when the file's permission bits allow no one to write it (root included:
+    lkfirmware replaces files by rename, which would bypass them)."""
     import stat
 
-    if not stat.S_IMODE(os.stat(path).st_mode) & 0o222:
-        raise ConfigError(
-            f"{path} is read-only (mode {stat.S_IMODE(os.stat(path).st_mode):04o}); "
-            "make it writable to let lkfirmware add its entries, or use --output"
-        )
+    return not stat.S_IMODE(os.stat(path).st_mode) & 0o222
 
 
 def check_config(config: str | os.PathLike[str], *, merge_duplicate_files: bool = False) -> None:

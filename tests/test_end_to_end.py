@@ -525,12 +525,18 @@ def test_an_edited_hard_link_is_caught(lk: Lk, cfg: tuple[str, ...], project: Pa
     assert lk("fetch", "brcmfmac43602", *cfg, "--check").code == 0
 
 
-def test_a_read_only_config_is_refused(lk: Lk, cfg: tuple[str, ...], config: Path) -> None:
+def test_a_read_only_config_is_refused(
+    lk: Lk, cfg: tuple[str, ...], config: Path, project: Path
+) -> None:
     config.chmod(0o444)
     before = config.read_bytes()
     result = lk("fetch", "brcmfmac43602", *cfg)
     assert result.code == 2 and "read-only" in result.err
-    assert config.read_bytes() == before
+    assert config.read_bytes() == before and not (project / "firmware").exists()
+    config.chmod(0o644)
+    assert lk("fetch", "brcmfmac43602", *cfg).code == 0
+    config.chmod(0o444)  # up to date: nothing to write, so no complaint
+    assert lk("fetch", "brcmfmac43602", *cfg).code == 0
 
 
 def test_parallel_fetches_into_one_config_lose_nothing(
