@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from lkfirmware.errors import ConfigError, FetchError, UsageError
-from lkfirmware.plan import FirmwareFile, Plan
+from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from lkfirmware.cache import Cache
     from lkfirmware.catalog import Catalog
     from lkfirmware.config import ConfigChange, FilesEntry
-    from lkfirmware.fetcher import FetchResult
+    from lkfirmware.fetcher import CachedBlob, FetchResult
     from lkfirmware.modules import ModuleScan
     from lkfirmware.sources.base import BlobSource
     from lkfirmware.stage import Compression, StagedFile
@@ -38,11 +38,26 @@ DEFAULT_DEST = "firmware"
 
 
 class Fetched(NamedTuple):
-    """A fetch together with the plan it came from (what staging and config need)."""
+    """A fetch together with the plan it came from (what staging and config need).
+
+    ``blobs`` gives every firmware file's cached blob (path, location, size, sha256,
+    git id), ``links`` the links, ``records()`` both as the ``--json`` records.
+    """
 
     plan: Plan
     result: FetchResult
     warnings: tuple[str, ...] = ()
+
+    @property
+    def blobs(self) -> tuple[CachedBlob, ...]:
+        return self.result.blobs
+
+    @property
+    def links(self) -> tuple[FirmwareLink, ...]:
+        return self.result.links
+
+    def records(self) -> list[dict[str, object]]:
+        return self.result.records()
 
 
 class ConfigUpdate(NamedTuple):
@@ -280,14 +295,14 @@ def fetch(
         ``update_lock=False`` only verifies.
     :param kernel: a modules directory, LinuxKit ``kernel.tar`` or module file whose
         modules' requests to add (with ``modules`` or ``all_modules``).
-    :returns: a :class:`Fetched`: ``.result.blobs`` lists each file's cached location,
-        size and sha256; ``.result.links`` the links.
+    :returns: a :class:`Fetched`: ``.blobs`` lists each file's cached location,
+        size and sha256; ``.links`` the links.
     :raises FetchError: a file no source has (exit 3); ``IntegrityError`` on a lock mismatch.
 
     Example::
 
         fetched = lkfirmware.fetch("brcmfmac43455", board="raspberrypi,4-model-b")
-        for blob in fetched.result.blobs:
+        for blob in fetched.blobs:
             print(blob.path, blob.location)
     """
     from lkfirmware.fetcher import build_sources, fetch_plan

@@ -49,7 +49,9 @@ def test_fetch_then_add_to_config(
         mirrors=[mirror_server.gitlab],
         progress=False,
     )
-    paths = sorted(blob.path for blob in fetched.result.blobs)
+    assert fetched.blobs == fetched.result.blobs and len(fetched.links) == 2
+    assert {record["path"] for record in fetched.records()} >= {"brcm/brcmfmac43455-sdio.bin"}
+    paths = sorted(blob.path for blob in fetched.blobs)
     assert paths == [
         "brcm/brcmfmac43455-sdio.raspberrypi,4-model-b.txt",
         "cypress/cyfmac43455-sdio.bin",
