@@ -337,16 +337,3 @@ def resolve(
         resolver.query(query)
     resolver.add(resolver.keep_board(names, unchosen="drop"))
     return resolver.plan()
-
-
-def requested_names(catalog: Catalog, requests: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Expand ``MODULE_FIRMWARE``-style names against the catalog: (found, missing)."""
-    found: list[str] = []
-    missing: list[str] = []
-    for request in requests:
-        matches = catalog.expand(request)
-        if matches:
-            found.extend(matches)
-        else:
-            missing.append(request)
-    return found, missing
