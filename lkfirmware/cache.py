@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from lkfirmware.errors import IntegrityError, UsageError
+from lkfirmware.files import atomic_write
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -101,28 +101,6 @@ def digest_file(path: Path) -> Digest:
     if read != size:
         raise OSError(f"{path} changed while it was being read")
     return Digest(size=size, sha256=sha256.hexdigest(), git_id=sha1.hexdigest())
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None, sync: bool = False) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    prefix = f".{path.name[:40]}."
-    try:
-        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            if sync:
-                stream.flush()
-                os.fsync(stream.fileno())
-        if mode is not None:
-            os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -263,7 +241,7 @@ class Cache:
                     f"or LKFIRMWARE_CACHE_DIR"
                 )
             self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write(tag, TAG_TEXT.encode())
+            atomic_write(tag, TAG_TEXT.encode(), sync=False)
         for sub in _AREAS:
             (self.root / sub).mkdir(exist_ok=True)
 
@@ -348,7 +326,7 @@ class Cache:
                 os.replace(temp, target)
         id_file = self._id_file(digest.git_id)
         if not id_file.exists():
-            atomic_write(id_file, digest.sha256.encode())
+            atomic_write(id_file, digest.sha256.encode(), sync=False)
         return CacheEntry(digest.sha256, digest.size, digest.git_id, target)
 
     def record(self, ref: str, path: str, entry: CacheEntry) -> None:
@@ -374,9 +352,9 @@ class Cache:
             with contextlib.suppress(OSError):
                 os.utime(index_file)
             return
-        atomic_write(index_file, data)
+        atomic_write(index_file, data, sync=False)
         if entry.git_id and not self._id_file(entry.git_id).exists():
-            atomic_write(self._id_file(entry.git_id), entry.sha256.encode())
+            atomic_write(self._id_file(entry.git_id), entry.sha256.encode(), sync=False)
 
     # -- texts ----------------------------------------------------------------------
 
@@ -394,7 +372,7 @@ class Cache:
         """Cache a text of ``path`` at ``ref`` (atomically) and return where it is."""
         self.ensure()
         target = self._text_file(ref, path)
-        atomic_write(target, data)
+        atomic_write(target, data, sync=False)
         return target
 
     # -- maintenance ----------------------------------------------------------------

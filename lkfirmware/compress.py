@@ -21,9 +21,10 @@ import lzma
 import os
 import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import Literal, Protocol
+
+from lkfirmware.files import NEW_FILE_MODE, atomic_writer
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
@@ -201,26 +202,6 @@ def _decompressed_chunks(src: Path) -> Iterator[bytes]:
         yield from _read_chunks(reader)
 
 
-@contextmanager
-def _atomic_writer(dst: Path) -> Iterator[IO[bytes]]:
-    """Write ``dst`` through a temporary file in its directory, renamed into place on success."""
-    import tempfile
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def decompress_file(src: Path, dst: Path) -> None:
     """Decompress ``src`` into ``dst``, choosing the codec from the suffix of ``src``.
 
@@ -234,7 +215,7 @@ def decompress_file(src: Path, dst: Path) -> None:
     src = Path(src)
     dst = Path(dst)
     try:
-        with _atomic_writer(dst) as out:
+        with atomic_writer(dst, mode=NEW_FILE_MODE) as out:
             for chunk in _decompressed_chunks(src):
                 out.write(chunk)
     except DecompressionError as exc:
@@ -267,7 +248,7 @@ def compress_file(
         preset = XZ_PRESET if level is None else level
         with (
             open(src, "rb") as raw,
-            _atomic_writer(dst) as out,
+            atomic_writer(dst, mode=NEW_FILE_MODE) as out,
             lzma.LZMAFile(
                 out, "wb", format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32, preset=preset
             ) as xz_writer,
@@ -281,6 +262,6 @@ def compress_file(
         write_checksum=True,
         write_content_size=True,
     )
-    with open(src, "rb") as raw, _atomic_writer(dst) as out:
+    with open(src, "rb") as raw, atomic_writer(dst, mode=NEW_FILE_MODE) as out:
         size = os.fstat(raw.fileno()).st_size
         cctx.copy_stream(raw, out, size=size, read_size=_CHUNK, write_size=_CHUNK)

@@ -31,18 +31,16 @@ Example::
 from __future__ import annotations
 
 import bisect
-import contextlib
 import difflib
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lkfirmware.errors import ConfigError
+from lkfirmware.files import atomic_write
 
 FILES_KEY = "files"
 """The top-level key of a LinuxKit config that lists the files of the image."""
@@ -1215,54 +1213,6 @@ def _decode(raw: bytes, config: Path) -> str:
         raise ConfigError(
             f"{config}: not UTF-8 (byte {error.start}); LinuxKit configs are UTF-8 text"
         ) from None
-
-
-def atomic_write(target: Path, data: bytes, *, new_mode: int = 0o644) -> None:
-    """Replace ``target`` with ``data`` atomically, keeping its permission bits.
-
-    Writes a temporary file in the same directory, fsyncs it and renames it into place,
-    so a reader sees the old or the new file, never a partial one.
-    """
-    try:
-        info: os.stat_result | None = target.stat()
-    except FileNotFoundError:
-        info = None
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, stat.S_IMODE(info.st_mode) if info else new_mode)
-        if info is not None:
-            _keep_owner(temporary, info)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _keep_owner(path: str, info: os.stat_result) -> None:
-    current = os.stat(path)
-    if (current.st_uid, current.st_gid) != (info.st_uid, info.st_gid):
-        with contextlib.suppress(PermissionError):
-            os.chown(path, info.st_uid, info.st_gid)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 def write_firmware_yml(

@@ -16,6 +16,7 @@ file makes a review diff show exactly which files changed::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -23,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from lkfirmware.cache import atomic_write
 from lkfirmware.errors import IntegrityError
+from lkfirmware.files import atomic_write
 
 LOCK_NAME = "lkfirmware.lock"
 VERSION = 1
@@ -133,12 +134,8 @@ def write_lock(path: Path, lock: LockFile) -> bool:
     text = render_lock(lock).encode("utf-8")
     if path.is_symlink():
         path = path.resolve()
-    mode = 0o644
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if path.read_bytes() == text:
             return False
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        pass
-    atomic_write(path, text, mode=mode)
+    atomic_write(path, text)  # an existing file keeps its permission bits
     return True

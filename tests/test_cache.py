@@ -12,12 +12,12 @@ import pytest
 from lkfirmware.cache import (
     TAG_NAME,
     Cache,
-    atomic_write,
     default_cache_dir,
     digest_file,
     is_immutable_ref,
 )
 from lkfirmware.errors import IntegrityError, UsageError
+from lkfirmware.files import atomic_write
 from tests.fwrepo import git_blob_id
 
 
