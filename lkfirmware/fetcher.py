@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lkfirmware.cache import Cache, CacheEntry, Digest, digest_file, is_immutable_ref
+from lkfirmware.cache import (
+    Cache,
+    CacheEntry,
+    Digest,
+    digest_file,
+    git_blob_id_of,
+    is_immutable_ref,
+)
 from lkfirmware.errors import FetchError, IntegrityError, UsageError
 from lkfirmware.lockfile import LockedFile, LockFile, read_lock, write_lock
 from lkfirmware.plan import FirmwareFile, FirmwareLink, Plan
@@ -631,7 +638,7 @@ def fetch_text(
                     continue
                 data = temp.read_bytes()
                 temp.unlink(missing_ok=True)
-                if known is not None and (len(data), _git_id(data)) != known:
+                if known is not None and (len(data), git_blob_id_of(data)) != known:
                     reasons.append(f"{source.label} served wrong bytes for {path}")
                     continue
                 cache.store_text(ref, path, data)
@@ -649,7 +656,3 @@ def fetch_text(
     raise FetchError(
         f"could not fetch {path} at ref {ref}:\n{lines}\nsources tried, in order: {labels}{hint}"
     )
-
-
-def _git_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from lkfirmware.catalog import normalise_module
 from lkfirmware.compress import compressed_suffix, decompress_bytes
 from lkfirmware.errors import UsageError
 
@@ -44,7 +45,6 @@ __all__ = [
     "firmware_requests",
     "is_module_file",
     "module_name_from_path",
-    "normalise_module_name",
     "read_modinfo",
     "scan_modules",
 ]
@@ -102,19 +102,10 @@ class ModuleScan:
 
     def module(self, name: str) -> KernelModule | None:
         """Return the module called ``name`` (``-`` and ``_`` are the same), or None."""
-        return self.modules.get(normalise_module_name(name))
+        return self.modules.get(normalise_module(name))
 
 
 # --------------------------------------------------------------------------- names
-
-
-def normalise_module_name(name: str) -> str:
-    """Return the kernel's spelling of a module name: dashes become underscores.
-
-    >>> normalise_module_name("snd-hda-intel")
-    'snd_hda_intel'
-    """
-    return name.replace("-", "_")
 
 
 def is_module_file(name: str) -> bool:
@@ -134,7 +125,7 @@ def module_name_from_path(path: str | os.PathLike[str]) -> str:
         base = base[: -len(suffix)]
     if base.endswith(".ko"):
         base = base[:-3]
-    return normalise_module_name(base)
+    return normalise_module(base)
 
 
 # --------------------------------------------------------------------------- ELF
@@ -253,13 +244,13 @@ def read_modinfo(data: bytes) -> dict[str, list[str]]:
 def _split_depends(values: Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for value in values:
-        out.extend(normalise_module_name(d) for d in value.split(",") if d)
+        out.extend(normalise_module(d) for d in value.split(",") if d)
     return tuple(out)
 
 
 def _module_from_info(info: Mapping[str, list[str]], path: str, builtin: bool) -> KernelModule:
     names = info.get("name")
-    name = normalise_module_name(names[0]) if names and names[0] else module_name_from_path(path)
+    name = normalise_module(names[0]) if names and names[0] else module_name_from_path(path)
     vermagic = info.get("vermagic")
     return KernelModule(
         name=name,
@@ -630,7 +621,7 @@ def firmware_requests(scan: ModuleScan, names: Iterable[str] | None) -> list[tup
     if names is None:
         selected = list(scan.modules.values())
     else:
-        wanted = [normalise_module_name(n) for n in names]
+        wanted = [normalise_module(n) for n in names]
         unknown = [n for n in wanted if n not in scan.modules]
         if unknown:
             raise UsageError(_unknown_modules_message(scan, unknown))

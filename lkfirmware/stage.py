@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from lkfirmware.cache import digest_file
 from lkfirmware.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 Compression = Literal["xz", "zstd"]
 FIRMWARE_ROOT = "/lib/firmware"
-_CHUNK = 1 << 20
 
 
 class StagedFile(NamedTuple):
@@ -56,14 +56,6 @@ def suffix_for(compress: Compression | None) -> str:
     return {"xz": ".xz", "zstd": ".zst", None: ""}[compress]
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def is_current(staged: Path, blob: CachedBlob, compress: Compression | None) -> bool:
     """True when ``staged`` already holds exactly ``blob`` (compressed as asked)."""
     try:
@@ -74,7 +66,7 @@ def is_current(staged: Path, blob: CachedBlob, compress: Compression | None) -> 
         return False
     if compress is None:
         linked = _same_file(staged, blob.location)
-        if info.st_size == blob.size and _sha256_of(staged) == blob.sha256:
+        if info.st_size == blob.size and digest_file(staged).sha256 == blob.sha256:
             return True
         if linked:  # the staged hard link was edited, and with it the cache's copy
             raise IntegrityError(
