@@ -135,15 +135,30 @@ def catalog_at(
 ) -> Catalog:
     """The catalog at ``ref``: the shipped one for its pinned commit, otherwise built from
     that ref's WHENCE (fetched from the same sources as blobs, and cached)."""
+    from lkfirmware.catalog import load_catalog
+
+    if ref is None or ref == load_catalog().ref:
+        return load_catalog()
+    cache = open_cache(cache_dir)
+    sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
+    return _catalog_from(ref, sources, mirrors=mirrors, cache=cache, offline=offline)
+
+
+def _catalog_from(
+    ref: str | None,
+    sources: Sequence[BlobSource] | None,
+    *,
+    mirrors: Sequence[str] | None,
+    cache: Cache,
+    offline: bool,
+) -> Catalog:
+    """:func:`catalog_at` with the sources and the cache the fetch itself will use."""
     from lkfirmware.catalog import Catalog, load_catalog
+    from lkfirmware.fetcher import fetch_text
 
     shipped = load_catalog()
     if ref is None or ref == shipped.ref:
         return shipped
-    from lkfirmware.fetcher import fetch_text
-
-    cache = open_cache(cache_dir)
-    sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
     text = fetch_text("WHENCE", ref, sources=sources, mirrors=mirrors, cache=cache, offline=offline)
     tree: dict[str, tuple[int | None, str]] = {}
     for item in sources or []:
@@ -307,26 +322,24 @@ def fetch(
     """
     from lkfirmware.fetcher import build_sources, fetch_plan
 
-    catalog = catalog_at(
-        ref, mirrors=mirrors, source=source, git_url=git_url, cache_dir=cache_dir, offline=offline
-    )
-    the_plan, warnings = plan(
-        queries,
-        board=board,
-        all_boards=all_boards,
-        catalog=catalog,
-        kernel=kernel,
-        modules=modules,
-        all_modules=all_modules,
-        strict=strict,
-    )
     cache = open_cache(cache_dir)
     sources = make_sources(source, mirrors, git_url=git_url, cache=cache, offline=offline)
     session = None
     if sources is None:
         sources, session = build_sources(mirrors, jobs=jobs)
-    the_plan = the_plan._replace(ref=index_ref(the_plan.ref, sources))
     try:
+        catalog = _catalog_from(ref, sources, mirrors=mirrors, cache=cache, offline=offline)
+        the_plan, warnings = plan(
+            queries,
+            board=board,
+            all_boards=all_boards,
+            catalog=catalog,
+            kernel=kernel,
+            modules=modules,
+            all_modules=all_modules,
+            strict=strict,
+        )
+        the_plan = the_plan._replace(ref=index_ref(the_plan.ref, sources))
         result = fetch_plan(
             the_plan,
             sources=sources,
