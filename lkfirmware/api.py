@@ -26,11 +26,12 @@ if TYPE_CHECKING:
 
     from lkfirmware.cache import Cache
     from lkfirmware.catalog import Catalog
+    from lkfirmware.compress import CompressMethod
     from lkfirmware.config import ConfigChange, FilesEntry
     from lkfirmware.fetcher import CachedBlob, FetchResult
     from lkfirmware.modules import ModuleScan
     from lkfirmware.sources.base import BlobSource
-    from lkfirmware.stage import Compression, StagedFile
+    from lkfirmware.stage import StagedFile
 
 SourceKind = Literal["plain", "git", "dir"]
 LOCK_NAME = "lkfirmware.lock"
@@ -420,7 +421,7 @@ def stage(
     *,
     dest: str | os.PathLike[str] | None,
     absolute_sources: bool,
-    compress: Compression | None,
+    compress: CompressMethod | None,
     write: bool,
 ) -> tuple[Path, list[StagedFile], list[FilesEntry]]:
     """Stage the blobs for the yml ``yml`` and describe them as ``files:`` entries.
@@ -449,7 +450,7 @@ def add_to_config(
     absolute_sources: bool = False,
     prune: bool = False,
     merge_duplicate_files: bool = False,
-    compress: Compression | None = None,
+    compress: CompressMethod | None = None,
     write: bool = True,
 ) -> ConfigUpdate:
     """Stage fetched blobs and write their ``files:`` entries into a LinuxKit config.
@@ -537,7 +538,7 @@ def write_firmware_yml(
     *,
     dest: str | os.PathLike[str] | None = None,
     absolute_sources: bool = False,
-    compress: Compression | None = None,
+    compress: CompressMethod | None = None,
     write: bool = True,
 ) -> ConfigUpdate:
     """Stage blobs and write a firmware-only yml (just ``files:``) to pass to

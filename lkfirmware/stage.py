@@ -16,9 +16,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from lkfirmware.cache import digest_file
+from lkfirmware.compress import CompressMethod, suffix_for
 from lkfirmware.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from lkfirmware.fetcher import CachedBlob
     from lkfirmware.plan import FirmwareLink
 
-Compression = Literal["xz", "zstd"]
 FIRMWARE_ROOT = "/lib/firmware"
 
 
@@ -52,11 +52,12 @@ class StagedLink(NamedTuple):
     target: str
 
 
-def suffix_for(compress: Compression | None) -> str:
-    return {"xz": ".xz", "zstd": ".zst", None: ""}[compress]
+def _suffix(compress: CompressMethod | None) -> str:
+    """The name suffix of a staged file: none when it is not compressed."""
+    return "" if compress is None else suffix_for(compress)
 
 
-def is_current(staged: Path, blob: CachedBlob, compress: Compression | None) -> bool:
+def is_current(staged: Path, blob: CachedBlob, compress: CompressMethod | None) -> bool:
     """True when ``staged`` already holds exactly ``blob`` (compressed as asked)."""
     try:
         info = staged.lstat()
@@ -78,7 +79,7 @@ def is_current(staged: Path, blob: CachedBlob, compress: Compression | None) -> 
     from lkfirmware.compress import decompress_bytes
 
     try:
-        data = decompress_bytes(staged.read_bytes(), suffix_for(compress))
+        data = decompress_bytes(staged.read_bytes(), _suffix(compress))
     except ValueError:
         return False
     return len(data) == blob.size and hashlib.sha256(data).hexdigest() == blob.sha256
@@ -91,7 +92,7 @@ def _same_file(one: Path, other: Path) -> bool:
         return False
 
 
-def _place(blob: CachedBlob, staged: Path, compress: Compression | None) -> None:
+def _place(blob: CachedBlob, staged: Path, compress: CompressMethod | None) -> None:
     """Put ``blob`` at ``staged`` atomically: hard link, else copy; or compress."""
     staged.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{staged.name}.", dir=staged.parent)
@@ -119,7 +120,7 @@ def stage_blobs(
     blobs: Iterable[CachedBlob],
     dest: Path,
     *,
-    compress: Compression | None = None,
+    compress: CompressMethod | None = None,
     raw: Iterable[str] = (),
     write: bool = True,
 ) -> list[StagedFile]:
@@ -135,7 +136,7 @@ def stage_blobs(
     root = dest.resolve()
     for blob in blobs:
         method = None if blob.path in raw_paths else compress
-        name = blob.path + suffix_for(method)
+        name = blob.path + _suffix(method)
         target = (dest / name).resolve()
         if root not in target.parents:
             raise UsageError(f"firmware path {name!r} would be staged outside {dest}")
@@ -149,7 +150,7 @@ def stage_blobs(
 def stage_links(
     links: Iterable[FirmwareLink],
     *,
-    compress: Compression | None = None,
+    compress: CompressMethod | None = None,
     raw: Iterable[str] = (),
 ) -> list[StagedLink]:
     """WHENCE links as image symlinks; with compression, a link to a compressed file
@@ -157,7 +158,7 @@ def stage_links(
     raw_paths = set(raw)
     staged = []
     for link in links:
-        suffix = "" if link.is_dir or link.resolved in raw_paths else suffix_for(compress)
+        suffix = "" if link.is_dir or link.resolved in raw_paths else _suffix(compress)
         staged.append(StagedLink(link.path + suffix, link.target + suffix))
     return staged
 
